@@ -1,0 +1,76 @@
+"""Plots the notebooks share: a video's features with its annotation timeline, segments as bars, figure saving."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+FIGURES = Path("..") / "figures"  # notebooks run with notebooks/ as their working directory
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def class_colors(num_classes: int) -> list:
+    """One colour per class, stable across plots."""
+    cmap = plt.get_cmap("tab10" if num_classes <= 10 else "tab20")
+    return [cmap(k % cmap.N) for k in range(num_classes)]
+
+
+def plot_timeline(ax, segments, labels, num_classes: int, *, scores=None, row: float = 0.0,
+                  height: float = 0.8, class_names=None, alpha: float = 0.9) -> None:
+    """Draw segments ``(N, 2)`` (snippet units) as coloured bars on one row of ``ax``.
+
+    With ``scores`` ``(N,)`` the bar's opacity follows the score, so weak detections look faint.
+    """
+    segments, labels = _numpy(segments).reshape(-1, 2), _numpy(labels).reshape(-1)
+    colors = class_colors(num_classes)
+    opacity = np.full(len(labels), alpha) if scores is None else np.clip(_numpy(scores), 0.05, 1.0)
+    for (start, end), label, a in zip(segments, labels, opacity):
+        ax.broken_barh([(start, end - start)], (row, height), color=colors[int(label)], alpha=float(a))
+        if class_names is not None and scores is None:
+            ax.text((start + end) / 2, row + height / 2, class_names[int(label)], ha="center", va="center",
+                    fontsize=7, clip_on=True)
+
+
+def plot_video(features, segments, labels, num_classes: int, *, class_names=None, title: str = "",
+               detections=None, figsize=(10, 3.2)):
+    """Features ``(C, T)`` as a heat-map above the ground-truth timeline (and detections, if given).
+
+    ``detections``: a dict with ``segments (M, 2)``, ``scores (M,)``, ``labels (M,)`` in snippet units.
+    Returns the figure.
+    """
+    features = _numpy(features)
+    rows = 2 if detections is None else 3
+    fig, axes = plt.subplots(rows, 1, figsize=figsize, sharex=True,
+                             gridspec_kw={"height_ratios": [4] + [1] * (rows - 1)})
+    num_snippets = features.shape[1]
+    axes[0].imshow(features, aspect="auto", cmap="viridis", interpolation="nearest",
+                   extent=(0, num_snippets, features.shape[0], 0))
+    axes[0].set_ylabel("channel")
+    axes[0].set_title(title)
+    plot_timeline(axes[1], segments, labels, num_classes, class_names=class_names)
+    axes[1].set_yticks([])
+    axes[1].set_ylabel("truth", rotation=0, ha="right", va="center")
+    if detections is not None:
+        plot_timeline(axes[2], detections["segments"], detections["labels"], num_classes,
+                      scores=detections["scores"])
+        axes[2].set_yticks([])
+        axes[2].set_ylabel("detected", rotation=0, ha="right", va="center")
+    axes[-1].set_xlim(0, num_snippets)
+    axes[-1].set_xlabel("snippet")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, name: str, enabled: bool, directory: Path | str = FIGURES) -> Path | None:
+    """Write ``fig`` as ``directory/name`` (PNG) when ``enabled`` (a notebook's ``save_figures``); else do nothing."""
+    if not enabled:
+        return None
+    path = Path(directory) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
