@@ -33,9 +33,11 @@ def notebook_paths(selection: list[str]) -> list[Path]:
 
 
 def strip_papermill_metadata(path: Path) -> None:
-    """Drop papermill's per-cell timings so a re-run changes only what nbval compares."""
+    """Drop papermill's per-cell timings and the saved widget state (large, and rebuilt when the notebook runs),
+    so a re-run changes only what nbval compares."""
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
