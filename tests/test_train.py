@@ -1,0 +1,158 @@
+"""The shared training loop: learning, determinism, schedules, checkpoints, predict/evaluate and errors."""
+import math
+
+import pytest
+import torch
+
+from tadlab.data.synthetic import make_world
+from tadlab.models.baseline import SnippetClassifier
+from tadlab.train import History, _lr_factor, evaluate, fit, load_checkpoint, predict
+
+
+@pytest.fixture(scope="module")
+def world():
+    return make_world("thumos", 24, seed=0, num_snippets=32, feature_dim=8, num_classes=3, noise=0.1)
+
+
+def _model(world, seed=0):
+    torch.manual_seed(seed)
+    return SnippetClassifier(world.feature_dim, world.num_classes, hidden_dim=16)
+
+
+def _fit(model, world, **kwargs):
+    options = {"epochs": 4, "batch_size": 8, "lr": 1e-2, "progress": False, "device": "cpu"}
+    return fit(model, world.dataset("training"), **{**options, **kwargs})
+
+
+def test_loss_decreases_on_a_tiny_world(world):
+    history = _fit(_model(world), world, epochs=6, batch_size=4, lr=3e-2)
+    assert set(history.train) == {"total", "ce"} and len(history.train["total"]) == 6 == history.epochs
+    assert history.train["total"][-1] < 0.7 * history.train["total"][0]
+    assert history.seconds > 0
+
+
+def test_same_seed_gives_identical_history(world):
+    kwargs = {"eval_data": world.dataset("validation"), "ground_truth": world.ground_truth,
+              "class_names": world.class_names, "eval_every": 2}
+    first = _fit(_model(world), world, seed=5, **kwargs)
+    second = _fit(_model(world), world, seed=5, **kwargs)
+    other = _fit(_model(world), world, seed=6, **kwargs)
+    assert first == second and first.seconds != 0
+    assert first.train != other.train
+    assert [e["epoch"] for e in first.eval] == [2, 4]
+    assert len(first.eval[0]["mAP"]) == 10 and 0 <= first.eval[-1]["average_mAP"] <= 1
+    assert first.best_epoch in (2, 4) and first.best_metric == max(e["average_mAP"] for e in first.eval)
+
+
+def test_schedules_warmup_cosine_and_constant(world):
+    assert _lr_factor(0, "cosine", 4, 20) == pytest.approx(0.25)
+    assert _lr_factor(4, "cosine", 4, 20) == pytest.approx(1.0)
+    assert _lr_factor(12, "cosine", 4, 20) == pytest.approx(0.5)
+    assert _lr_factor(19, "cosine", 0, 20) == pytest.approx(0.5 * (1 + math.cos(math.pi * 19 / 20)))
+    assert _lr_factor(15, "constant", 4, 20) == 1.0
+    cosine = _fit(_model(world), world, schedule="cosine", warmup_epochs=1)
+    constant = _fit(_model(world), world, schedule="constant", optimizer="sgd", lr=0.05)
+    assert cosine.lr[-1] == pytest.approx(0.0, abs=1e-12) and max(cosine.lr) <= 1e-2
+    assert constant.lr == [0.05] * 4
+
+
+def test_gradient_clipping_changes_the_updates(world):
+    # SGD: Adam would undo a uniform rescaling of the gradients.
+    free = _fit(_model(world), world, epochs=2, optimizer="sgd", lr=0.1)
+    clipped = _fit(_model(world), world, epochs=2, optimizer="sgd", lr=0.1, clip_grad_norm=1e-2)
+    assert clipped.train["total"] != free.train["total"]
+    assert clipped.train["total"][-1] > free.train["total"][-1]
+
+
+def test_checkpoints_round_trip(world, tmp_path):
+    model = _model(world)
+    kwargs = {"eval_data": world.dataset("validation"), "ground_truth": world.ground_truth,
+              "class_names": world.class_names, "checkpoint_dir": tmp_path / "ckpt"}
+    history = _fit(model, world, **kwargs)
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["best.pt", "last.pt"]
+    restored = _model(world, seed=123)
+    meta = load_checkpoint(restored, tmp_path / "ckpt" / "last.pt")
+    assert meta == {"epoch": 4, "best_epoch": history.best_epoch, "best_metric": history.best_metric}
+    for a, b in zip(model.state_dict().values(), restored.state_dict().values()):
+        assert torch.equal(a, b)
+    best = load_checkpoint(_model(world), tmp_path / "ckpt" / "best.pt")
+    assert best["epoch"] == history.best_epoch
+    optimizer = torch.optim.AdamW(restored.parameters())
+    load_checkpoint(restored, tmp_path / "ckpt" / "last.pt", optimizer=optimizer)
+    assert optimizer.state_dict()["state"]  # moments restored
+    with pytest.raises(FileExistsError, match="overwrite"):
+        _fit(_model(world), world, **kwargs)
+    _fit(_model(world), world, overwrite=True, epochs=1, **kwargs)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(restored, tmp_path / "missing.pt")
+
+
+class _Replay(torch.nn.Module):
+    """A detector that returns prepared detections in data order (to test predict/evaluate exactly)."""
+
+    def __init__(self, detections):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.queue = list(detections)
+
+    def forward(self, features):
+        return {"count": features.shape[0]}
+
+    def detect(self, outputs, shift=0.0):
+        taken, self.queue = self.queue[:outputs["count"]], self.queue[outputs["count"]:]
+        return [{**d, "segments": d["segments"] + shift} for d in taken]
+
+
+def _oracle(items):
+    return [{"segments": item["segments"].clone(), "scores": torch.ones(len(item["labels"])),
+             "labels": item["labels"].clone()} for item in items]
+
+
+def test_predict_and_evaluate_score_the_ground_truth_as_perfect(world):
+    items = world.dataset("validation")
+    detections = predict(_Replay(_oracle(items)), items, device="cpu", batch_size=3)
+    assert len(detections) == len(items)
+    for det, item in zip(detections, items):
+        assert torch.equal(det["segments"], item["segments"])
+    metrics = evaluate(_Replay(_oracle(items)), items, world.ground_truth, world.class_names, device="cpu",
+                       batch_size=3)
+    assert metrics.average_mAP == pytest.approx(1.0, abs=1e-6)
+    # detect kwargs pass through: shifting every segment by half its video lowers the mAP.
+    shifted = evaluate(_Replay(_oracle(items)), items, world.ground_truth, world.class_names, device="cpu",
+                       shift=3.0)
+    assert shifted.average_mAP < 0.9
+    # Only the videos of data are scored: the training videos in the ground truth do not count as misses.
+    assert evaluate(_Replay(_oracle(world.videos)), world.videos, world.ground_truth, world.class_names,
+                    device="cpu", subset="validation").average_mAP == pytest.approx(1.0, abs=1e-6)
+
+
+def test_bad_arguments_are_named(world):
+    model = _model(world)
+    with pytest.raises(ValueError, match=r"optimizer.*'adamw'.*'adam'"):
+        _fit(model, world, optimizer="adam")
+    with pytest.raises(ValueError, match=r"schedule.*'cosine'.*'step'"):
+        _fit(model, world, schedule="step")
+    with pytest.raises(ValueError, match="epochs"):
+        _fit(model, world, epochs=0)
+    with pytest.raises(ValueError, match="ground_truth"):
+        _fit(model, world, eval_data=world.dataset("validation"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="amp"):
+            _fit(model, world, amp=True)
+    with pytest.raises(ValueError, match="ground_truth has no entry"):
+        evaluate(model, world.dataset("validation"), {"database": {}}, world.class_names, device="cpu")
+
+
+def test_progress_bar_runs(world, capsys):
+    history = _fit(_model(world), world, epochs=1, progress=True)
+    assert isinstance(history, History) and history.epochs == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("amp_dtype", ["bfloat16", "float16"])
+def test_fit_on_cuda_with_amp(world, amp_dtype):
+    model = _model(world)
+    history = _fit(model, world, device="cuda", amp=True, amp_dtype=amp_dtype, eval_data=world.dataset("validation"),
+                   ground_truth=world.ground_truth, class_names=world.class_names)
+    assert next(model.parameters()).device.type == "cuda"
+    assert all(math.isfinite(v) for v in history.train["total"]) and len(history.eval) == 4
