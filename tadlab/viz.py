@@ -37,29 +37,42 @@ def plot_timeline(ax, segments, labels, num_classes: int, *, scores=None, row: f
 
 
 def plot_video(features, segments, labels, num_classes: int, *, class_names=None, title: str = "",
-               detections=None, figsize=(10, 3.2)):
-    """Features ``(C, T)`` as a heat-map above the ground-truth timeline (and detections, if given).
+               evidence=None, detections=None, figsize=None):
+    """Features ``(C, T)`` as a heat-map above the ground-truth timeline.
 
-    ``detections``: a dict with ``segments (M, 2)``, ``scores (M,)``, ``labels (M,)`` in snippet units.
-    Returns the figure.
+    ``evidence``: an optional ``(K, T)`` map (say, the features projected on each class's mean feature) drawn
+    under the features, one row per class; ``detections``: an optional dict with ``segments (M, 2)``,
+    ``scores (M,)``, ``labels (M,)`` in snippet units, drawn as a last row. Returns the figure.
     """
     features = _numpy(features)
-    rows = 2 if detections is None else 3
-    fig, axes = plt.subplots(rows, 1, figsize=figsize, sharex=True,
-                             gridspec_kw={"height_ratios": [4] + [1] * (rows - 1)})
+    panels = [("features", 4)] + ([("evidence", 3)] if evidence is not None else []) + [("truth", 1)]
+    panels += [("detected", 1)] if detections is not None else []
+    height = sum(ratio for _, ratio in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=figsize or (10, 0.45 * height + 1.2), sharex=True,
+                             gridspec_kw={"height_ratios": [ratio for _, ratio in panels]})
+    axes = dict(zip([name for name, _ in panels], axes))
     num_snippets = features.shape[1]
-    axes[0].imshow(features, aspect="auto", cmap="viridis", interpolation="nearest",
-                   extent=(0, num_snippets, features.shape[0], 0))
-    axes[0].set_ylabel("channel")
-    axes[0].set_title(title)
-    plot_timeline(axes[1], segments, labels, num_classes, class_names=class_names)
-    axes[1].set_yticks([])
-    axes[1].set_ylabel("truth", rotation=0, ha="right", va="center")
+    axes["features"].imshow(features, aspect="auto", cmap="viridis", interpolation="nearest",
+                            extent=(0, num_snippets, features.shape[0], 0))
+    axes["features"].set_ylabel("channel")
+    axes["features"].set_title(title)
+    if evidence is not None:
+        evidence = _numpy(evidence)
+        axes["evidence"].imshow(evidence, aspect="auto", cmap="magma", interpolation="nearest",
+                                extent=(0, num_snippets, evidence.shape[0], 0))
+        axes["evidence"].set_ylabel("class\nevidence")
+        axes["evidence"].set_yticks(np.arange(evidence.shape[0]) + 0.5,
+                                    class_names if class_names is not None else range(evidence.shape[0]),
+                                    fontsize=6)
+    plot_timeline(axes["truth"], segments, labels, num_classes, class_names=class_names)
     if detections is not None:
-        plot_timeline(axes[2], detections["segments"], detections["labels"], num_classes,
+        plot_timeline(axes["detected"], detections["segments"], detections["labels"], num_classes,
                       scores=detections["scores"])
-        axes[2].set_yticks([])
-        axes[2].set_ylabel("detected", rotation=0, ha="right", va="center")
+    for name in ("truth", "detected"):
+        if name in axes:
+            axes[name].set_yticks([])
+            axes[name].set_ylabel(name, rotation=0, ha="right", va="center")
+    axes = list(axes.values())
     axes[-1].set_xlim(0, num_snippets)
     axes[-1].set_xlabel("snippet")
     fig.tight_layout()
