@@ -1,0 +1,59 @@
+"""The notebooks keep the conventions (papermill parameters, stored outputs, exercises) and run with parameters.
+
+Their outputs themselves are checked by `pytest --nbval notebooks` (strict), which `make test` runs after this.
+"""
+import json
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+REQUIRED_PARAMETERS = ("seed", "device", "profile", "save_figures", "results_path")
+
+
+def code_cells(path):
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def test_the_sequence_exists_and_is_numbered_without_gaps():
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert numbers and numbers == list(range(1, len(numbers) + 1))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_first_code_cell_holds_the_parameters(path):
+    first = code_cells(path)[0]
+    assert "parameters" in first.metadata.get("tags", [])
+    assigned = {line.split("=")[0].strip() for line in first.source.splitlines() if "=" in line}
+    assert set(REQUIRED_PARAMETERS) <= assigned
+    assert 'profile = "ci"' in first.source and "save_figures = False" in first.source
+    assert "results_path = None" in first.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_outputs_are_stored_clean_and_exercises_have_solutions(path):
+    cells = code_cells(path)
+    assert all(c.execution_count is not None for c in cells if c.source.strip()), "re-execute and commit outputs"
+    outputs = [o for c in cells for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr"], "warnings in outputs"
+    assert any("solution" in c.metadata.get("tags", []) for c in cells)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_readme_lists_the_notebook(path):
+    assert f"notebooks/{path.name}" in (ROOT / "README.md").read_text()
+
+
+def test_primer_runs_with_papermill_parameters_and_writes_its_metrics(tmp_path):
+    results = tmp_path / "primer.json"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "01_tad_primer.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={"seed": 3, "preset": "anet", "results_path": str(results)},
+                               cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+    metrics = json.loads(results.read_text())
+    assert metrics["seed"] == 3 and metrics["profile"] == "ci"
+    assert set(metrics["baseline_average_mAP"]) == {"thumos", "anet"}
+    assert len(metrics["baseline_mAP"]["anet"]) == len(metrics["tiou_thresholds"]) == 10
