@@ -1,0 +1,314 @@
+"""GSMT: proposal-free temporal action detection with global segmentation masks (Nag et al., GSMT/TAGS).
+
+Every snippet predicts two things (Fig. 2): its class ``P`` (K actions + background) and the *whole video's*
+foreground mask of the action it belongs to (a column of ``M``). Detection needs no proposals: take the
+best-scoring action snippets, threshold their mask columns, read segments off the activations (Sec. 3.3).
+
+    features (B, C, T) -> input projection (1x1 conv) -> snippet embedding E (B, H, T)
+        -> classification branch: one 1D conv -> 2(K+1) channels: P = softmax of the first K+1 (Eq. 3),
+           r = sigmoid of the other K+1 (the regression output of the logistic loss, Eq. 5; unused at test time)
+        -> mask branch: three 1D convs -> (B, T, T); M = sigmoid, column t = mask predicted at snippet t (Eq. 4)
+
+Choices the paper leaves open, stated here (see also :meth:`GSMT.detect`):
+- the hidden width, the kernel sizes (3, 3 for the first two mask convs, 1 for the last, 3 for the class conv)
+  and dropout are ours; the paper gives 4 heads, pre-LN, a one-FC residual MLP and the layer counts of Table 8.
+- the per-class regression output ``r`` of the logistic-regression loss comes from the same single conv as P's
+  logits (2(K+1) output channels, so the branch stays one layer as in Table 8), with K+1 entries so background
+  snippets get that loss too.
+- ``center_features=True`` (off by default; not in the paper) subtracts each video's per-channel mean over time
+  before the projection, removing a per-video constant offset (the synthetic world adds one; LayerNorm, which
+  normalises each snippet across channels, does not).
+- ``mask_branch=False`` is the "w/o mask branch" ablation of Table 7: no mask head and no mask loss; detection then
+  thresholds the selected class's probability curve P[c, :] in place of a mask column.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tadlab.models.blocks import make_embedding
+from tadlab.utils import check_choice
+
+DEFAULT_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))  # Theta = {0.1, ..., 0.9} (Sec. 4)
+PAPER_COST = {"params_M": 2.9, "flops_G": 0.6}  # GSMT Table 3 (ActivityNet, two-stream features)
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+class GSMT(nn.Module):
+    """Global Segmentation Mask Transformer.
+
+    Args:
+        feature_dim: C, the input feature width (400 for ActivityNet's two-stream features).
+        num_classes: K action classes (background is index K in the (K+1)-way head).
+        num_snippets: T; the mask branch outputs T channels, so a model serves one T.
+        hidden: width of the embedding and heads.
+        heads: attention heads (4, GSMT Table 9). layers: Transformer encoder layers.
+        embedding: ``"transformer"`` (default), ``"cnn"`` (1D CNN, dilations 1/3/5) or ``"mstcn"`` (Table 4).
+        positional: ``None`` (default, Table 13), ``"learned"`` or ``"fixed"``.
+        mask_loss: ``"biou"`` (bIoU + L2 penalty + dice, Eq. 6), ``"iou"`` (soft IoU + dice, TAGS Table 2) or
+            ``"bce"`` (binary cross-entropy, TAGS Table 5's conventional loss).
+        mask_branch: False drops the mask head (Table 7 ablation).
+        center_features: subtract each video's per-channel mean over time first (not in the paper).
+        focal_gamma, logistic_alpha, classification_weight: gamma = 2, alpha = 10, lambda_1 = 0.4 of Eq. 5.
+        mask_kernel, dice_weight: k = 7 and lambda_2 = 0.4 of Eq. 6.
+        mask_l2_penalty: the lambda * L2 term of Eq. 6 / TAGS supp. Eq. 3 (``mask_loss="biou"`` only).
+        dropout: dropout in the embedding.
+
+    ``forward(features (B, C, T))`` returns a dict:
+        ``logits`` (B, K+1, T), ``probs`` P (B, K+1, T) softmax over classes, ``regression_logits`` and
+        ``regression`` r (B, K+1, T) sigmoid,
+        ``mask_logits`` and ``masks`` M (B, T, T), ``M[b, :, t]`` the mask predicted at snippet t (absent
+        without the mask branch).
+    """
+
+    def __init__(self, feature_dim: int, num_classes: int, num_snippets: int, hidden: int = 256, heads: int = 4,
+                 layers: int = 1, embedding: str = "transformer", positional: str | None = None,
+                 mask_loss: str = "biou", mask_branch: bool = True, focal_gamma: float = 2.0,
+                 logistic_alpha: float = 10.0, classification_weight: float = 0.4, mask_kernel: int = 7,
+                 dice_weight: float = 0.4, dropout: float = 0.1, center_features: bool = False,
+                 mask_l2_penalty: bool = True):
+        super().__init__()
+        for name, value in [("feature_dim", feature_dim), ("num_classes", num_classes),
+                            ("num_snippets", num_snippets), ("hidden", hidden), ("heads", heads), ("layers", layers)]:
+            _positive_int(name, value)
+        check_choice("mask_loss", mask_loss, {"biou", "iou", "bce"})
+        if not 0.0 <= classification_weight <= 1.0:
+            raise ValueError(f"classification_weight (lambda_1) must be in [0, 1], got {classification_weight}")
+        self.feature_dim, self.num_classes, self.num_snippets = feature_dim, num_classes, num_snippets
+        self.mask_loss_kind, self.has_mask_branch = mask_loss, bool(mask_branch)
+        self.center_features, self.mask_l2_penalty = bool(center_features), bool(mask_l2_penalty)
+        self.focal_gamma, self.logistic_alpha = focal_gamma, logistic_alpha
+        self.classification_weight, self.mask_kernel, self.dice_weight = classification_weight, mask_kernel, dice_weight
+
+        self.input_projection = nn.Conv1d(feature_dim, hidden, kernel_size=1)
+        self.embedding = make_embedding(embedding, hidden, heads=heads, layers=layers, dropout=dropout,
+                                        positional=positional, num_snippets=num_snippets)
+        self.classifier = nn.Conv1d(hidden, 2 * (num_classes + 1), kernel_size=3, padding=1)  # H_c: logits of P, r
+        if self.has_mask_branch:
+            self.mask_head = nn.Sequential(  # H_b: three 1D convs, the last one gives T channels
+                nn.Conv1d(hidden, hidden, kernel_size=3, padding=1), nn.ReLU(),
+                nn.Conv1d(hidden, hidden, kernel_size=3, padding=1), nn.ReLU(),
+                nn.Conv1d(hidden, num_snippets, kernel_size=1))
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, features: torch.Tensor) -> dict:
+        """``features (B, C, T)`` -> dict of ``logits``, ``probs``, ``regression`` (B, K+1, T), ``masks`` (B, T, T)."""
+        if not isinstance(features, torch.Tensor):
+            raise TypeError(f"features must be a torch.Tensor (B, C, T), got {type(features).__name__}")
+        if features.dim() != 3 or features.shape[1] != self.feature_dim or features.shape[2] != self.num_snippets:
+            raise ValueError(f"features must have shape (B, {self.feature_dim}, {self.num_snippets}) "
+                             f"(B, feature_dim, num_snippets), got {tuple(features.shape)}")
+        if self.center_features:
+            features = features - features.mean(dim=2, keepdim=True)
+        embedded = self.embedding(self.input_projection(features))
+        logits, regression_logits = self.classifier(embedded).chunk(2, dim=1)
+        outputs = {"logits": logits, "probs": logits.softmax(dim=1), "regression_logits": regression_logits,
+                   "regression": torch.sigmoid(regression_logits)}
+        if self.has_mask_branch:
+            # Conv output (B, T channels = mask position k, T positions = predicting snippet t): column t is m_t.
+            mask_logits = self.mask_head(embedded)
+            outputs["mask_logits"], outputs["masks"] = mask_logits, torch.sigmoid(mask_logits)
+        return outputs
+
+    # ------------------------------------------------------------------ cost
+    def cost(self, batch_size: int = 1) -> dict:
+        """Parameter count and forward FLOPs (``torch.utils.flop_counter``, one multiply-add = 2 FLOPs).
+
+        Returns ``{"params": int, "flops": int}`` for ``batch_size`` videos of T = ``num_snippets``.
+        """
+        from torch.utils.flop_counter import FlopCounterMode
+
+        parameter = next(self.parameters())
+        dummy = torch.zeros(batch_size, self.feature_dim, self.num_snippets, device=parameter.device,
+                            dtype=parameter.dtype)
+        was_training = self.training
+        self.eval()
+        # Grad stays on: in no-grad eval, nn.MultiheadAttention takes a fused fast path the counter does not see.
+        with FlopCounterMode(display=False) as counter:
+            self(dummy)
+        self.train(was_training)
+        return {"params": sum(p.numel() for p in self.parameters()), "flops": counter.get_total_flops()}
+
+    # ------------------------------------------------------------------ loss
+    def targets(self, batch: dict) -> dict:
+        """Training targets from a collated batch: ``classes`` (B, T) int64 (background K), ``masks`` (B, T, T)
+        with column t the mask of the instance snippet t lies in, ``valid`` (B, T) bool (snippets with a mask)."""
+        from tadlab.labels import global_masks, snippet_labels
+
+        segments, labels = batch["segments"], batch["labels"]
+        classes = snippet_labels(segments, labels, self.num_snippets, self.num_classes)
+        masks, valid = global_masks(segments, self.num_snippets, labels=labels)
+        return {"classes": classes, "masks": masks, "valid": valid}
+
+    def loss(self, outputs: dict, batch: dict) -> dict:
+        """L = L_c + L_m (Sec. 3.3), every term reported (0-dim tensors).
+
+        L_c = lambda_1 * focal(P, y) + (1 - lambda_1) * class-balanced logistic regression(r, y) over all snippets
+        (Eq. 5, gamma = 2, alpha = 10, K/10 hard negative classes); L_m = the mask loss over foreground snippets'
+        mask columns (Eq. 6 for ``mask_loss="biou"``). Returns ``total``, ``classification``, ``focal``,
+        ``logistic``, ``mask`` (0 without the mask branch) and ``foreground`` (the fraction of foreground snippets).
+        """
+        from tadlab.losses import class_balanced_logistic_loss, focal_loss, mask_loss
+
+        logits = outputs["logits"]
+        batch = {k: v.to(logits.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        targets = self.targets(batch)
+        classes = targets["classes"]
+        focal = focal_loss(logits, classes, gamma=self.focal_gamma)
+        logistic = class_balanced_logistic_loss(outputs["regression_logits"], classes, alpha=self.logistic_alpha)
+        classification = self.classification_weight * focal + (1 - self.classification_weight) * logistic
+        valid = targets["valid"]
+        if self.has_mask_branch:
+            # dim=1: column t of (B, T, T) is one mask; one loss per column, averaged over foreground snippets only.
+            per_column = mask_loss(outputs["masks"], targets["masks"].to(logits.dtype), variant=self.mask_loss_kind,
+                                   kernel_size=self.mask_kernel, lambda2=self.dice_weight, dim=1, reduction="none",
+                                   l2_penalty=self.mask_l2_penalty)
+            weights = valid.to(per_column.dtype)
+            mask = (per_column * weights).sum() / weights.sum().clamp_min(1.0)
+        else:
+            mask = logits.new_zeros(())
+        return {"total": classification + mask, "classification": classification, "focal": focal,
+                "logistic": logistic, "mask": mask, "foreground": valid.to(logits.dtype).mean()}
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def detect(self, outputs: dict, *, decoding: str = "long", top_snippets: int = 50,
+               thresholds=DEFAULT_THRESHOLDS, score_threshold: float = 0.1, top_k: int = 200,
+               mask_score: str = "inner", nms: dict | None = None) -> list[dict]:
+        """Detections per video (Sec. 3.3); see :func:`decode_global_masks` for every argument."""
+        masks = outputs.get("masks") if self.has_mask_branch else None
+        return decode_global_masks(outputs["probs"], masks, decoding=decoding, top_snippets=top_snippets,
+                                   thresholds=thresholds, score_threshold=score_threshold, top_k=top_k,
+                                   mask_score=mask_score, nms=nms)
+
+
+def decode_global_masks(probs: torch.Tensor, masks: torch.Tensor | None, *, decoding: str = "long",
+                        top_snippets: int = 50, thresholds=DEFAULT_THRESHOLDS, score_threshold: float = 0.1,
+                        top_k: int = 200, mask_score: str = "inner", nms: dict | None = None) -> list[dict]:
+    """GSMT inference: class map ``probs`` P (B, K+1, T) and masks M (B, T, T) -> one dict per video of
+    ``segments`` (N, 2) snippet units, ``scores`` (N,), ``labels`` (N,) int64, best first.
+
+    1. The ``top_snippets`` (M1 = 50) best (class, snippet) pairs of P's K action rows: a snippet may enter once
+       per class it scores for (the paper says "top scoring snippets"; ranking pairs also gives a snippet its
+       runner-up class).
+    2. Each one's mask column ``M[b, :, t]`` is thresholded at every theta in ``thresholds`` (Theta = 0.1..0.9).
+    3. ``decoding="long"`` (ActivityNet): one candidate [first activated, last activated + 1) per column and theta;
+       ``"short"`` (THUMOS): every run of consecutive activated snippets is a candidate.
+    4. Score = P[c, t] x mask score. ``mask_score="inner"`` (the paper's "maximal segmentation mask score", the
+       "inner score" row of TAGS supp. Table 4): the maximum of the column over the candidate's own snippets
+       [start, end). ``"contrast"``: that maximum minus the column's mean outside the candidate (clamped at 0),
+       our reading of TAGS's action-vs-background contrast (Table 4's best row; TAGS's Eq. 7 itself is not in our
+       copy).
+    5. Identical (class, start, end) candidates are merged keeping the best score (thresholds often give the same
+       segment; without merging Soft-NMS only decays the copies), then scores <= ``score_threshold`` (theta_c =
+       0.1) are dropped, the ``top_k`` (M2 = 200) best kept and class-aware Soft-NMS applied
+       (:func:`tadlab.segments.batched_soft_nms` with ``nms`` keyword arguments).
+
+    ``masks=None`` (no mask branch) thresholds the selected class's probability curve P[c, :] instead.
+    Everything up to Soft-NMS is batched tensor work over videos, snippets and thresholds.
+    """
+    from tadlab.segments import batched_soft_nms
+
+    check_choice("decoding", decoding, {"long", "short"})
+    check_choice("mask_score", mask_score, {"inner", "contrast"})
+    if not isinstance(probs, torch.Tensor) or probs.dim() != 3 or probs.shape[1] < 2:
+        raise ValueError(f"probs must be a tensor (B, K+1, T) with K >= 1, got "
+                         f"{tuple(probs.shape) if isinstance(probs, torch.Tensor) else type(probs).__name__}")
+    batch_size, num_classes, num_snippets = probs.shape[0], probs.shape[1] - 1, probs.shape[2]
+    if masks is not None and tuple(masks.shape) != (batch_size, num_snippets, num_snippets):
+        raise ValueError(f"masks must have shape (B, T, T) = {(batch_size, num_snippets, num_snippets)} to match "
+                         f"probs, got {tuple(masks.shape)}")
+    _positive_int("top_snippets", top_snippets)
+    _positive_int("top_k", top_k)
+    thresholds = torch.as_tensor(thresholds, dtype=probs.dtype, device=probs.device).reshape(-1)
+    if thresholds.numel() == 0 or bool(((thresholds <= 0) | (thresholds >= 1)).any()):
+        raise ValueError(f"thresholds must be a non-empty list of values in (0, 1), got {thresholds.tolist()}")
+    nms = {"method": "gaussian", "sigma": 0.5} if nms is None else dict(nms)
+
+    # 1. top M1 (class, snippet) pairs.
+    action = probs[:, :num_classes, :]
+    class_scores, flat = action.flatten(1).topk(min(top_snippets, num_classes * num_snippets), dim=1)  # (B, M1)
+    classes, snippets = flat // num_snippets, flat % num_snippets
+    if masks is None:
+        columns = action.gather(1, classes[..., None].expand(-1, -1, num_snippets))
+    else:
+        columns = masks.transpose(1, 2).gather(1, snippets[..., None].expand(-1, -1, num_snippets))  # (B, M1, T)
+
+    # 2.-3. threshold every column at every theta and read segments off the activations.
+    active = columns[:, :, None, :] >= thresholds[:, None]  # (B, M1, H, T)
+    video, pick, start, end = _decode_activations(active, decoding)
+
+    # 4. score every candidate.
+    column = columns[video, pick]  # (R, T)
+    position = torch.arange(num_snippets, device=probs.device)
+    inside = (position >= start[:, None]) & (position < end[:, None])
+    inner = column.masked_fill(~inside, float("-inf")).amax(dim=1)
+    if mask_score == "contrast":
+        outside = (column * ~inside).sum(1) / (~inside).sum(1).clamp_min(1)
+        inner = (inner - outside).clamp_min(0)
+    scores = class_scores[video, pick] * inner
+    labels = classes[video, pick]
+
+    # 5. merge duplicates, filter, top M2, Soft-NMS per video.
+    span = num_snippets + 1
+    key = ((video * num_classes + labels) * span + start) * span + end
+    unique, inverse = torch.unique(key, return_inverse=True)
+    best = scores.new_full(unique.shape, float("-inf")).scatter_reduce(0, inverse, scores, reduce="amax")
+    end_u, rest = unique % span, unique // span
+    start_u, rest = rest % span, rest // span
+    label_u, video_u = rest % num_classes, rest // num_classes
+    keep = best > score_threshold
+    best, video_u, label_u = best[keep], video_u[keep], label_u[keep]
+    segments = torch.stack([start_u[keep], end_u[keep]], dim=1).to(probs.dtype)
+
+    detections = []
+    for b in range(batch_size):  # one Soft-NMS per video; everything per snippet was batched above
+        own = (video_u == b).nonzero().squeeze(1)
+        own = own[best[own].argsort(descending=True)[:top_k]]
+        seg, score, label, _ = batched_soft_nms(segments[own], best[own], label_u[own], **nms)
+        detections.append({"segments": seg, "scores": score, "labels": label.to(torch.int64)})
+    return detections
+
+
+def _decode_activations(active: torch.Tensor, decoding: str):
+    """Boolean activations ``(B, M1, H, T)`` -> candidate ``video, pick, start, end`` (R,) int64, [start, end).
+
+    ``"long"``: first and last activated snippet of each (column, threshold); ``"short"``: every activated run.
+    """
+    num_snippets = active.shape[-1]
+    if decoding == "long":
+        any_active = active.any(dim=-1)
+        as_int = active.to(torch.uint8)
+        first = as_int.argmax(dim=-1)  # argmax returns the first maximal index
+        last = num_snippets - 1 - as_int.flip(-1).argmax(dim=-1)
+        index = any_active.nonzero()
+        b, i, h = index.unbind(1)
+        return b, i, first[b, i, h], last[b, i, h] + 1
+    padded = F.pad(active, (1, 1))
+    run_starts = active & ~padded[..., :-2]  # activated, previous one not
+    run_ends = active & ~padded[..., 2:]  # activated, next one not
+    # nonzero lists both in the same row-major order and every row has as many starts as ends: the k-th start
+    # pairs with the k-th end.
+    starts, ends = run_starts.nonzero(), run_ends.nonzero()
+    return starts[:, 0], starts[:, 1], starts[:, 3], ends[:, 3] + 1
+
+
+def paper_size_cost(hidden: int = 512, layers: int = 1, embedding: str = "transformer") -> dict:
+    """Cost of GSMT at the paper's ActivityNet size (T = 100 snippets, 400-d two-stream features, K = 200).
+
+    The paper gives no width; ``hidden=512`` with one encoder layer is our guess. Returns ``params_M`` and
+    ``flops_G`` (one video) beside the paper's Table 3 (2.9 M, 0.6 G).
+    """
+    model = GSMT(400, 200, 100, hidden=hidden, layers=layers, embedding=embedding)
+    cost = model.cost()
+    return {"hidden": hidden, "layers": layers, "embedding": embedding, "params_M": cost["params"] / 1e6,
+            "flops_G": cost["flops"] / 1e9, "paper_params_M": PAPER_COST["params_M"],
+            "paper_flops_G": PAPER_COST["flops_G"]}

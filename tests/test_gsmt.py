@@ -1,0 +1,322 @@
+"""GSMT: shapes, loss terms on hand-checked cases, decoding hand-made masks, save/load, determinism, CUDA."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tadlab.models.blocks import make_embedding, sinusoidal_positions
+from tadlab.models.gsmt import GSMT, _decode_activations, decode_global_masks, paper_size_cost
+
+C, K, T = 12, 3, 16
+
+
+def small_model(**kwargs) -> GSMT:
+    torch.manual_seed(0)
+    return GSMT(C, K, T, hidden=16, heads=4, layers=1, **kwargs)
+
+
+def one_video_batch(segments, labels, features=None):
+    segments = torch.tensor(segments, dtype=torch.float32).reshape(1, -1, 2)
+    labels = torch.tensor(labels, dtype=torch.int64).reshape(1, -1)
+    features = torch.randn(1, C, T) if features is None else features
+    return {"video_ids": ["v"], "features": features, "segments": segments, "labels": labels,
+            "durations": torch.tensor([float(T)], dtype=torch.float64)}
+
+
+# ------------------------------------------------------------------------------------------------------- shapes
+@pytest.mark.parametrize("embedding, positional", [("transformer", None), ("transformer", "learned"),
+                                                   ("transformer", "fixed"), ("cnn", None), ("mstcn", None)])
+def test_forward_shapes_for_every_embedding(embedding, positional):
+    model = small_model(embedding=embedding, positional=positional)
+    outputs = model(torch.randn(2, C, T))
+    assert outputs["logits"].shape == outputs["probs"].shape == outputs["regression"].shape == (2, K + 1, T)
+    assert outputs["masks"].shape == outputs["mask_logits"].shape == (2, T, T)
+    assert torch.allclose(outputs["probs"].sum(1), torch.ones(2, T))
+    assert 0 <= float(outputs["masks"].detach().min()) and float(outputs["masks"].detach().max()) <= 1
+
+
+@pytest.mark.parametrize("kind", ["transformer", "cnn", "mstcn"])
+def test_embeddings_keep_shape(kind):
+    block = make_embedding(kind, 16, num_snippets=T)
+    assert block(torch.randn(3, 16, T)).shape == (3, 16, T)
+
+
+def test_center_features_ignores_a_per_video_offset():
+    model = small_model(center_features=True).eval()
+    features = torch.randn(2, C, T)
+    offset = torch.randn(2, C, 1) * 3
+    with torch.no_grad():
+        a, b = model(features), model(features + offset)
+    assert torch.allclose(a["probs"], b["probs"], atol=1e-5) and torch.allclose(a["masks"], b["masks"], atol=1e-5)
+
+
+def test_without_mask_branch_has_no_masks():
+    outputs = small_model(mask_branch=False)(torch.randn(2, C, T))
+    assert "masks" not in outputs and outputs["probs"].shape == (2, K + 1, T)
+
+
+def test_sinusoidal_positions_match_the_formula():
+    table = sinusoidal_positions(5, 6)
+    assert table.shape == (5, 6)
+    assert math.isclose(float(table[3, 2]), math.sin(3 / 10000 ** (2 / 6)), rel_tol=1e-6)
+    assert math.isclose(float(table[3, 3]), math.cos(3 / 10000 ** (2 / 6)), rel_tol=1e-6)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="embedding"):
+        GSMT(C, K, T, embedding="lstm")
+    with pytest.raises(ValueError, match="mask_loss"):
+        GSMT(C, K, T, mask_loss="l1")
+    with pytest.raises(ValueError, match="positional"):
+        GSMT(C, K, T, embedding="cnn", positional="learned")
+    with pytest.raises(ValueError, match="heads"):
+        GSMT(C, K, T, hidden=10, heads=4)
+    with pytest.raises(ValueError, match="features"):
+        small_model()(torch.randn(2, C + 1, T))
+    with pytest.raises(ValueError, match="decoding"):
+        small_model().detect(small_model()(torch.randn(1, C, T)), decoding="medium")
+
+
+def test_cost_counts_parameters_and_flops():
+    model = small_model()
+    cost = model.cost()
+    assert cost["params"] == sum(p.numel() for p in model.parameters())
+    # the input projection alone is 2 * C * hidden * T FLOPs; the total must exceed it
+    assert cost["flops"] > 2 * C * 16 * T
+    assert model.cost(batch_size=2)["flops"] == 2 * cost["flops"]
+    paper = paper_size_cost(hidden=64)
+    assert paper["paper_params_M"] == 2.9 and paper["paper_flops_G"] == 0.6 and paper["params_M"] > 0
+
+
+# --------------------------------------------------------------------------------------------------------- loss
+def test_loss_terms_with_uninformative_outputs():
+    """Zero logits: P uniform, r = 0.5 everywhere; M = 0.5 everywhere. Every term checks against a hand value."""
+    model = small_model()
+    batch = one_video_batch([[4.0, 10.0]], [1])
+    zeros = torch.zeros(1, K + 1, T)
+    outputs = {"logits": zeros, "probs": zeros.softmax(1), "regression_logits": zeros,
+               "regression": torch.sigmoid(zeros), "mask_logits": torch.zeros(1, T, T),
+               "masks": torch.full((1, T, T), 0.5)}
+    terms = model.loss(outputs, batch)
+    focal = (1 - 1 / (K + 1)) ** 2 * math.log(K + 1)  # (1 - p_y)^2 * -log p_y with p_y = 1/(K+1)
+    logistic = (1 + 10.0) * math.log(2)  # -log 0.5 + alpha * mean(-log 0.5) over the hard negatives
+    assert math.isclose(float(terms["focal"]), focal, rel_tol=1e-5)
+    assert math.isclose(float(terms["logistic"]), logistic, rel_tol=1e-5)
+    assert math.isclose(float(terms["classification"]), 0.4 * focal + 0.6 * logistic, rel_tol=1e-5)
+    assert float(terms["mask"]) > 0
+    assert math.isclose(float(terms["total"]), float(terms["classification"] + terms["mask"]), rel_tol=1e-6)
+    assert math.isclose(float(terms["foreground"]), 6 / T)  # snippets 4..9 have centres inside [4, 10)
+
+
+def test_mask_loss_is_zero_for_perfect_foreground_columns_whatever_the_background_columns():
+    model = small_model()
+    batch = one_video_batch([[4.0, 10.0]], [1])
+    target = torch.zeros(T)
+    target[4:10] = 1
+    masks = torch.rand(1, T, T, generator=torch.Generator().manual_seed(0))  # background columns: anything
+    masks[0, :, 4:10] = target[:, None]  # every foreground column is the instance's mask
+    zeros = torch.zeros(1, K + 1, T)
+    outputs = {"logits": zeros, "probs": zeros.softmax(1), "regression_logits": zeros,
+               "regression": torch.sigmoid(zeros), "mask_logits": torch.logit(masks.clamp(1e-6, 1 - 1e-6)),
+               "masks": masks}
+    for kind in ("biou", "iou"):
+        model.mask_loss_kind = kind
+        assert float(model.loss(outputs, batch)["mask"]) < 1e-4
+    masks[0, :, 5] = 1 - target  # one foreground column wrong: the loss sees it
+    assert float(model.loss(outputs, batch)["mask"]) > 0.05
+
+
+def test_loss_backpropagates_to_every_parameter():
+    model = small_model()
+    batch = one_video_batch([[2.0, 6.0], [9.0, 15.0]], [0, 2])
+    terms = model.loss(model(batch["features"]), batch)
+    terms["total"].backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
+def test_loss_without_mask_branch_is_classification_only():
+    model = small_model(mask_branch=False)
+    batch = one_video_batch([[2.0, 6.0]], [0])
+    terms = model.loss(model(batch["features"]), batch)
+    assert float(terms["mask"]) == 0 and torch.equal(terms["total"], terms["classification"])
+
+
+# ----------------------------------------------------------------------------------------------------- decoding
+def hand_made(num_snippets=10, snippet=3, klass=0):
+    """One video, K = 2, one confident action snippet; its mask column has two bumps."""
+    probs = torch.zeros(1, 3, num_snippets)
+    probs[0, 2] = 1.0  # background everywhere ...
+    probs[0, :, snippet] = torch.tensor([0.0, 0.0, 0.0])
+    probs[0, klass, snippet], probs[0, 2, snippet] = 0.8, 0.2  # ... but at `snippet`
+    column = torch.tensor([0.0, 0.95, 0.95, 0.5, 0.05, 0.8, 0.8, 0.05, 0.0, 0.0])
+    masks = torch.zeros(1, num_snippets, num_snippets)
+    masks[0, :, snippet] = column
+    return probs, masks
+
+
+KEEP_ALL = {"method": "hard", "iou_threshold": 1.0}  # hard NMS that drops nothing: the candidates themselves
+
+
+def as_set(detection):
+    return {(tuple(s.tolist()), round(float(c), 4), int(l))
+            for s, c, l in zip(detection["segments"], detection["scores"], detection["labels"])}
+
+
+def test_long_decoding_takes_first_and_last_activation():
+    probs, masks = hand_made()
+    [det] = decode_global_masks(probs, masks, decoding="long", top_snippets=1, thresholds=(0.3, 0.9),
+                                score_threshold=0.0, nms=KEEP_ALL)
+    assert as_set(det) == {((1.0, 7.0), round(0.8 * 0.95, 4), 0), ((1.0, 3.0), round(0.8 * 0.95, 4), 0)}
+
+
+def test_short_decoding_takes_every_run():
+    probs, masks = hand_made()
+    [det] = decode_global_masks(probs, masks, decoding="short", top_snippets=1, thresholds=(0.3, 0.9),
+                                score_threshold=0.0, nms=KEEP_ALL)
+    assert as_set(det) == {((1.0, 4.0), round(0.8 * 0.95, 4), 0), ((5.0, 7.0), round(0.8 * 0.8, 4), 0),
+                           ((1.0, 3.0), round(0.8 * 0.95, 4), 0)}
+    assert torch.all(det["scores"][:-1] >= det["scores"][1:])  # best first
+
+
+def test_contrast_score_subtracts_the_mean_outside():
+    probs, masks = hand_made()
+    [det] = decode_global_masks(probs, masks, decoding="short", top_snippets=1, thresholds=(0.3,),
+                                score_threshold=0.0, mask_score="contrast", nms=KEEP_ALL)
+    outside_of_5_7 = (0 + 0.95 + 0.95 + 0.5 + 0.05 + 0.05 + 0 + 0) / 8
+    scores = {tuple(s.tolist()): float(c) for s, c in zip(det["segments"], det["scores"])}
+    assert math.isclose(scores[(5.0, 7.0)], 0.8 * (0.8 - outside_of_5_7), rel_tol=1e-5)
+
+
+def test_score_threshold_and_top_k_and_duplicates():
+    probs, masks = hand_made()
+    [det] = decode_global_masks(probs, masks, decoding="long", top_snippets=1, score_threshold=0.0, nms=KEEP_ALL)
+    # 9 thresholds, but 0.1..0.5 all give [1, 7) and 0.6..0.9 give [1, 3): duplicates merge to two candidates
+    assert len(det["segments"]) == 2
+    [det] = decode_global_masks(probs, masks, decoding="short", top_snippets=1, thresholds=(0.3, 0.9),
+                                score_threshold=0.7, nms=KEEP_ALL)
+    assert {tuple(s.tolist()) for s in det["segments"]} == {(1.0, 4.0), (1.0, 3.0)}  # 0.64 <= theta_c is gone
+    [det] = decode_global_masks(probs, masks, decoding="short", top_snippets=1, thresholds=(0.3, 0.9),
+                                score_threshold=0.0, top_k=1, nms=KEEP_ALL)
+    assert len(det["segments"]) == 1
+
+
+def test_batched_decoding_equals_one_video_at_a_time():
+    generator = torch.Generator().manual_seed(1)
+    probs = torch.rand(3, K + 1, T, generator=generator).softmax(1)
+    masks = torch.rand(3, T, T, generator=generator)
+    batched = decode_global_masks(probs, masks, decoding="short", top_snippets=5, score_threshold=0.05)
+    for b in range(3):
+        [single] = decode_global_masks(probs[b:b + 1], masks[b:b + 1], decoding="short", top_snippets=5,
+                                       score_threshold=0.05)
+        for key in ("segments", "scores", "labels"):
+            assert torch.equal(batched[b][key], single[key])
+
+
+def test_decoding_without_masks_thresholds_the_class_curve():
+    probs = torch.zeros(1, 2, 8)
+    probs[0, 0] = torch.tensor([0.1, 0.6, 0.9, 0.7, 0.2, 0.8, 0.1, 0.1])
+    probs[0, 1] = 1 - probs[0, 0]
+    [det] = decode_global_masks(probs, None, decoding="short", top_snippets=1, thresholds=(0.5,),
+                                score_threshold=0.0, nms=KEEP_ALL)
+    assert as_set(det) == {((1.0, 4.0), round(0.9 * 0.9, 4), 0), ((5.0, 6.0), round(0.9 * 0.8, 4), 0)}
+
+
+@settings(max_examples=40)
+@given(st.lists(st.lists(st.booleans(), min_size=1, max_size=12), min_size=1, max_size=5))
+def test_decoded_runs_rebuild_the_activations(rows):
+    width = max(len(r) for r in rows)
+    active = torch.tensor([r + [False] * (width - len(r)) for r in rows]).reshape(1, len(rows), 1, width)
+    b, i, start, end = _decode_activations(active, "short")
+    rebuilt = torch.zeros_like(active)
+    for bb, ii, s, e in zip(b, i, start, end):
+        assert s < e and not bool(rebuilt[bb, ii, 0, s:e].any())  # runs are non-empty and disjoint
+        rebuilt[bb, ii, 0, s:e] = True
+    assert torch.equal(rebuilt, active)
+    b, i, start, end = _decode_activations(active, "long")
+    assert len(b) == int(active.any(-1).sum())
+    for ii, s, e in zip(i, start, end):
+        on = active[0, ii, 0].nonzero().squeeze(1)
+        assert int(s) == int(on[0]) and int(e) == int(on[-1]) + 1
+
+
+def test_detect_on_model_outputs():
+    model = small_model().eval()
+    with torch.no_grad():
+        outputs = model(torch.randn(2, C, T))
+    detections = model.detect(outputs, top_snippets=10, score_threshold=0.0)
+    assert len(detections) == 2
+    for det in detections:
+        assert det["segments"].shape[1] == 2 and det["labels"].dtype == torch.int64
+        assert bool((det["segments"][:, 0] < det["segments"][:, 1]).all())
+        assert bool(((det["labels"] >= 0) & (det["labels"] < K)).all())
+
+
+# ---------------------------------------------------------------------------------- save/load, determinism, CUDA
+def test_save_load_round_trip(tmp_path):
+    model = small_model().eval()
+    path = tmp_path / "gsmt.pt"
+    torch.save(model.state_dict(), path)
+    restored = GSMT(C, K, T, hidden=16, heads=4, layers=1).eval()
+    restored.load_state_dict(torch.load(path, weights_only=True))
+    features = torch.randn(2, C, T)
+    with torch.no_grad():
+        a, b = model(features), restored(features)
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_checkpoint_round_trip_through_the_training_loop(tmp_path):
+    from tadlab.data.synthetic import make_world
+    from tadlab.train import fit, load_checkpoint
+
+    world = make_world("anet", num_videos=6, seed=0, num_snippets=T, feature_dim=C, num_classes=K)
+    model = small_model()
+    fit(model, world.dataset("training"), epochs=1, batch_size=4, checkpoint_dir=tmp_path, device="cpu",
+        progress=False)
+    torch.manual_seed(123)  # a different initialisation, overwritten by the checkpoint
+    restored = GSMT(C, K, T, hidden=16, heads=4, layers=1)
+    load_checkpoint(restored, tmp_path / "last.pt")
+    features = torch.stack([item["features"] for item in world.dataset("validation")])
+    model.eval(), restored.eval()
+    with torch.no_grad():
+        a, b = model(features), restored(features)
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_same_seed_same_training_step():
+    def one_step():
+        model = small_model()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        torch.manual_seed(1)
+        batch = one_video_batch([[2.0, 6.0]], [0])
+        loss = model.loss(model(batch["features"]), batch)["total"]
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), [p.detach().clone() for p in model.parameters()]
+
+    (loss_a, params_a), (loss_b, params_b) = one_step(), one_step()
+    assert torch.equal(loss_a, loss_b) and all(torch.equal(a, b) for a, b in zip(params_a, params_b))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trains_and_detects_on_cuda():
+    device = torch.device("cuda")
+    model = small_model().to(device)
+    batch = one_video_batch([[2.0, 6.0], [9.0, 15.0]], [0, 2])
+    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        terms = model.loss(model(batch["features"]), batch)
+        optimizer.zero_grad()
+        terms["total"].backward()
+        optimizer.step()
+    assert all(v.device.type == "cuda" for v in terms.values())
+    model.eval()
+    with torch.no_grad():
+        outputs = model(batch["features"])
+    detections = model.detect(outputs, score_threshold=0.0)
+    assert detections[0]["segments"].device.type == "cuda"
+    on_cpu = decode_global_masks(outputs["probs"].cpu(), outputs["masks"].cpu(), score_threshold=0.0)
+    assert torch.allclose(on_cpu[0]["scores"], detections[0]["scores"].cpu(), atol=1e-5)
