@@ -1,0 +1,322 @@
+"""Tests for tadlab.losses: bIoU / IoU / dice / GSMT mask loss, the two erosion backends, Eq. 5 losses."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tadlab.losses import (
+    GSMT_EPS,
+    biou_loss,
+    boundary_band,
+    class_balanced_logistic_loss,
+    classification_loss,
+    dice_loss,
+    erosion_1d,
+    focal_loss,
+    iou_loss,
+    mask_loss,
+)
+
+BACKENDS = ["fast", "kornia"]
+
+
+def interval_masks(length, intervals, dtype=torch.float64):
+    """Binary masks (N, T) from (start, end) pairs."""
+    masks = torch.zeros(len(intervals), length, dtype=dtype)
+    for row, (start, end) in enumerate(intervals):
+        masks[row, start:end] = 1
+    return masks
+
+
+binary_masks = st.integers(4, 40).flatmap(
+    lambda length: st.lists(st.tuples(st.integers(0, length), st.integers(0, length)), min_size=1, max_size=4).map(
+        lambda pairs: interval_masks(length, [(min(a, b), max(a, b)) for a, b in pairs])))
+
+
+# ------------------------------------------------------------------------------------------------ erosion and band
+def test_boundary_band_of_an_interval_by_hand():
+    mask = interval_masks(12, [(2, 9)])[0]
+    expected = torch.tensor([0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0], dtype=mask.dtype)  # k=5: 2 snippets each side
+    for backend in BACKENDS:
+        assert torch.equal(boundary_band(mask, 5, backend), expected)
+        # geodesic border: a mask filling the video has no boundary; one touching the start has only its end
+        assert torch.equal(boundary_band(torch.ones(12), 5, backend), torch.zeros(12))
+        assert boundary_band(interval_masks(12, [(0, 6)])[0], 5, backend).tolist() == [0, 0, 0, 0, 1, 1] + [0] * 6
+
+
+@pytest.mark.parametrize("kernel_size", [1, 2, 3, 4, 7, 8, 25, 61])
+def test_fast_and_kornia_agree_in_value_and_gradient(kernel_size):
+    generator = torch.Generator().manual_seed(kernel_size)
+    # continuous values, plus quantised ones with ties, plus exact 0/1 plateaus
+    soft = torch.rand(3, 5, 30, generator=generator, dtype=torch.float64)
+    quantised = (soft * 4).round() / 4
+    for masks in (soft, quantised):
+        grad_out = torch.randn(masks.shape, generator=generator, dtype=torch.float64)
+        results = []
+        for backend in BACKENDS:
+            leaf = masks.clone().requires_grad_()
+            band = boundary_band(leaf, kernel_size, backend)
+            (grad,) = torch.autograd.grad((band * grad_out).sum(), leaf)
+            results.append((band, grad))
+        torch.testing.assert_close(results[0][0], results[1][0], atol=1e-6, rtol=0)
+        torch.testing.assert_close(results[0][1], results[1][1], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("variant", ["biou", "iou", "bce"])
+def test_mask_loss_backends_agree_float32_with_valid(variant):
+    generator = torch.Generator().manual_seed(1)
+    pred = torch.rand(4, 20, 20, generator=generator)
+    target = (torch.rand(4, 20, 20, generator=generator) > 0.6).float()
+    valid = torch.rand(4, 1, 20, generator=generator) > 0.2
+    results = []
+    for backend in BACKENDS:
+        leaf = pred.clone().requires_grad_()
+        loss = mask_loss(leaf, target, variant, valid=valid, backend=backend)
+        results.append((loss, *torch.autograd.grad(loss, leaf)))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-6, rtol=0)
+
+
+def test_erosion_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="backend"):
+        erosion_1d(torch.rand(3, 10), 3, backend="scipy")
+    with pytest.raises(ValueError, match="kernel_size"):
+        erosion_1d(torch.rand(3, 10), 0)
+    with pytest.raises(ValueError, match="kernel_size"):
+        boundary_band(torch.rand(3, 10), 2.5)
+    with pytest.raises(TypeError, match="pred must be a floating-point"):
+        erosion_1d(torch.ones(3, 10, dtype=torch.long), 3)
+    # a broadcast validity mask: the last 4 snippets lie outside the video
+    masks = torch.rand(3, 10, dtype=torch.float64)
+    cut = torch.arange(10) < 6
+    torch.testing.assert_close(erosion_1d(masks, 3, valid=cut)[:, :6], erosion_1d(masks[:, :6], 3))
+
+
+# ------------------------------------------------------------------------------------------------------ properties
+@settings(deadline=None, max_examples=25)
+@given(binary_masks, st.sampled_from([3, 5, 7, 9]), st.sampled_from(BACKENDS))
+def test_perfect_binary_prediction_scores_zero(target, kernel_size, backend):
+    for loss in (biou_loss(target, target, kernel_size, backend=backend, reduction="none"),
+                 iou_loss(target, target, reduction="none"), dice_loss(target, target, reduction="none"),
+                 mask_loss(target, target, "biou", kernel_size, backend=backend, reduction="none"),
+                 mask_loss(target, target, "iou", reduction="none")):
+        assert torch.equal(loss, torch.zeros_like(loss))
+
+
+@settings(deadline=None, max_examples=25)
+@given(binary_masks, st.integers(0, 3), st.integers(0, 2**31 - 1), st.sampled_from(BACKENDS))
+def test_biou_equals_iou_for_a_kernel_covering_the_video(target, extra, seed, backend):
+    """With k >= 2T + 1 the erosion is the global minimum; masks that touch 0 keep their whole area as band."""
+    length = target.shape[-1]
+    target[:, 0] = 0  # a mask must touch 0 somewhere, else its band is empty (the geodesic border)
+    pred = torch.rand(target.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    pred[:, -1] = 0
+    kernel_size = 2 * length + 1 + 2 * extra
+    biou = biou_loss(pred, target, kernel_size, backend=backend, l2_penalty=False, reduction="none")
+    torch.testing.assert_close(biou, iou_loss(pred, target, reduction="none"), atol=1e-12, rtol=0)
+    assert not torch.allclose(biou_loss(pred, target, 3, l2_penalty=False), iou_loss(pred, target))
+
+
+@settings(deadline=None, max_examples=15)
+@given(st.integers(5, 30), st.integers(1, 10), st.integers(0, 2**31 - 1), st.sampled_from(BACKENDS))
+def test_invalid_snippets_act_as_outside_the_video(length, padding, seed, backend):
+    generator = torch.Generator().manual_seed(seed)
+    pred = torch.rand(3, length + padding, generator=generator, dtype=torch.float64)
+    target = (torch.rand(3, length + padding, generator=generator) > 0.5).double()
+    valid = torch.arange(length + padding) < length
+    for variant in ("biou", "iou", "bce"):
+        padded = mask_loss(pred, target, variant, 5, valid=valid, backend=backend, reduction="none")
+        cut = mask_loss(pred[:, :length], target[:, :length], variant, 5, backend=backend, reduction="none")
+        torch.testing.assert_close(padded, cut, atol=1e-12, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------------- gradient cases
+def degenerate_cases():
+    length = 16
+    empty = torch.zeros(2, length, dtype=torch.float64)
+    full = torch.ones(2, length, dtype=torch.float64)
+    interval = interval_masks(length, [(3, 8), (9, 15)])
+    disjoint = interval_masks(length, [(10, 15), (0, 5)])
+    return {
+        "empty target, empty prediction": (empty, empty),
+        "empty target, soft prediction": (torch.full_like(empty, 0.3), empty),
+        "full-video target": (torch.full_like(full, 0.9), full),
+        "full-video target and prediction": (full, full),
+        "saturated wrong prediction": (1 - interval, interval),
+        "non-overlapping masks": (disjoint, interval),
+    }
+
+
+@pytest.mark.parametrize("case", list(degenerate_cases()))
+@pytest.mark.parametrize("variant", ["biou", "iou", "bce"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradients_are_finite_in_degenerate_cases(case, variant, backend):
+    pred, target = degenerate_cases()[case]
+    for dtype in (torch.float32, torch.float64):
+        leaf = pred.to(dtype).requires_grad_()
+        loss = mask_loss(leaf, target.to(dtype), variant, backend=backend)
+        (grad,) = torch.autograd.grad(loss, leaf)
+        assert torch.isfinite(loss) and torch.isfinite(grad).all(), (case, dtype)
+
+
+def test_l2_penalty_restores_a_gradient_for_non_overlapping_boundaries():
+    pred, target = degenerate_cases()["non-overlapping masks"]
+    grads = {}
+    for penalty in (False, True):
+        leaf = pred.clone().requires_grad_()
+        loss = biou_loss(leaf, target, 7, l2_penalty=penalty, reduction="sum")
+        (grads[penalty],) = torch.autograd.grad(loss, leaf)
+        # with the bands apart the bIoU term is stuck at its maximum
+        assert loss.item() >= 2 - 1e-3
+    # the penalty's gradient is lambda = e^8 times larger than it would be, and it pulls each snippet toward target
+    diff = grads[True] - grads[False]
+    assert torch.all(torch.sign(diff[pred != target]) == torch.sign(pred - target)[pred != target])
+    assert diff.abs().max() > 100
+
+
+def test_lambda_is_the_inverse_band_overlap_and_l2_uses_the_foreground_count():
+    target = interval_masks(10, [(2, 7)])[0]  # c = 5
+    pred = target.clone()
+    pred[7] = 0.6  # a soft extra snippet just after the end
+    band_pred, band_target = boundary_band(pred, 3), boundary_band(target, 3)
+    overlap = (band_pred * band_target).sum()
+    expected = 1 / (overlap + GSMT_EPS) * (pred - target).norm() / 5
+    no_penalty = biou_loss(pred, target, 3, l2_penalty=False)
+    torch.testing.assert_close(biou_loss(pred, target, 3) - no_penalty, expected)
+    torch.testing.assert_close(biou_loss(pred, target, 3, use_biou=False), expected)
+
+
+def test_dice_is_the_vnet_form_and_iou_the_soft_one():
+    pred = torch.tensor([0.5, 0.5, 0.0, 1.0], dtype=torch.float64)
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    inter, squares = 0.5 + 1.0, 0.25 + 0.25 + 1 + 1 + 1
+    torch.testing.assert_close(dice_loss(pred, target), torch.tensor(1 - (2 * inter + GSMT_EPS) / (squares + GSMT_EPS),
+                                                                   dtype=torch.float64))
+    union = (0.5 + 1 - 0.5) + 0.5 + 0 + 1
+    torch.testing.assert_close(iou_loss(pred, target), torch.tensor(1 - (inter + GSMT_EPS) / (union + GSMT_EPS),
+                                                                  dtype=torch.float64))
+
+
+# ------------------------------------------------------------------------------------------- shapes and reductions
+def test_reductions_valid_masks_and_time_axis():
+    generator = torch.Generator().manual_seed(0)
+    pred = torch.rand(2, 12, 12, generator=generator)
+    target = (torch.rand(2, 12, 12, generator=generator) > 0.5).float()
+    per_mask = mask_loss(pred, target, reduction="none")
+    assert per_mask.shape == (2, 12)
+    torch.testing.assert_close(mask_loss(pred, target), per_mask.mean())
+    torch.testing.assert_close(mask_loss(pred, target, reduction="sum"), per_mask.sum())
+    # column t of a (B, T, T) global mask is snippet t's mask: dim=1 equals transposing
+    torch.testing.assert_close(mask_loss(pred, target, dim=1, reduction="none"),
+                               mask_loss(pred.transpose(1, 2), target.transpose(1, 2), reduction="none"))
+    # a per-mask selection (only foreground snippets carry a mask target) via a broadcast valid
+    chosen = torch.rand(2, 12, 1, generator=generator) > 0.5
+    selected = mask_loss(pred, target, valid=chosen, reduction="none")
+    assert torch.all(selected[~chosen[..., 0]] == 0)
+    torch.testing.assert_close(mask_loss(pred, target, valid=chosen), per_mask[chosen[..., 0]].mean())
+    nothing = torch.zeros(2, 12, 1, dtype=torch.bool)
+    assert mask_loss(pred, target, valid=nothing).item() == 0
+
+
+def test_clear_errors_for_bad_masks():
+    pred = torch.rand(2, 10)
+    with pytest.raises(TypeError, match="pred"):
+        mask_loss((pred > 0.5).long(), pred)
+    with pytest.raises(TypeError, match="target"):
+        mask_loss(pred, (pred > 0.5).long())
+    with pytest.raises(ValueError, match="target must have pred's shape"):
+        mask_loss(pred, torch.rand(2, 11))
+    with pytest.raises(TypeError, match="valid"):
+        mask_loss(pred, pred, valid=torch.ones(10))
+    with pytest.raises(ValueError, match="valid"):
+        mask_loss(pred, pred, valid=torch.ones(3, 10, dtype=torch.bool))
+    with pytest.raises(ValueError, match="reduction"):
+        mask_loss(pred, pred, reduction="avg")
+    with pytest.raises(ValueError, match="variant"):
+        mask_loss(pred, pred, variant="ce")
+    with pytest.raises(ValueError, match="use_biou or l2_penalty"):
+        biou_loss(pred, pred, use_biou=False, l2_penalty=False)
+    with pytest.raises(ValueError, match="T >= 1"):
+        mask_loss(torch.rand(2, 0), torch.rand(2, 0))
+    assert mask_loss(pred, pred > 0.5).dtype == torch.float32  # bool targets are accepted
+
+
+# ---------------------------------------------------------------------------------------- classification (Eq. 5)
+def test_focal_loss_by_hand():
+    logits = torch.log(torch.tensor([[1.0, 1.0, 2.0], [1.0, 1.0, 2.0]])).T[None]  # (1, 3, 2): p = (.25, .25, .5)
+    labels = torch.tensor([[2, 0]])
+    expected = torch.tensor([[0.5**2 * -math.log(0.5), 0.75**2 * -math.log(0.25)]])
+    torch.testing.assert_close(focal_loss(logits, labels, reduction="none"), expected)
+    torch.testing.assert_close(focal_loss(logits, labels), expected.mean())
+    # padding (-1) is ignored, and gamma = 0 is plain cross-entropy
+    padded = torch.tensor([[2, -1]])
+    torch.testing.assert_close(focal_loss(logits, padded), expected[0, 0])
+    torch.testing.assert_close(focal_loss(logits, labels, gamma=0.0),
+                               torch.nn.functional.cross_entropy(logits, labels))
+
+
+def test_class_balanced_logistic_loss_by_hand():
+    # K = 2 action classes + background: ceil(2/10) = 1 hard negative; r = sigmoid(z) = (0.5, 0.75, 0.25)
+    logits = torch.tensor([0.0, math.log(3), -math.log(3)], dtype=torch.float64).view(1, 3)
+    expected = -math.log(0.5) - 10 * math.log(1 - 0.75)  # the hard negative is class 1, the highest non-target r
+    torch.testing.assert_close(class_balanced_logistic_loss(logits, torch.tensor([0])),
+                               torch.tensor(expected, dtype=torch.float64))
+    expected_bg = -math.log(0.25) - 10 * math.log(1 - 0.75)  # target = background (index K = 2)
+    torch.testing.assert_close(class_balanced_logistic_loss(logits, torch.tensor([2])),
+                               torch.tensor(expected_bg, dtype=torch.float64))
+
+
+def test_hard_negatives_are_the_top_tenth_and_only_they_get_gradient():
+    num_classes = 20  # K = 20 -> ceil(20/10) = 2 hard negatives among 21 outputs
+    logits = torch.linspace(-3, 3, num_classes + 1, dtype=torch.float64).view(1, -1).requires_grad_()
+    label = torch.tensor([num_classes])  # target is the top-scoring class: negatives are the next two
+    class_balanced_logistic_loss(logits, label).backward()
+    touched = logits.grad[0].nonzero().flatten().tolist()
+    assert touched == [num_classes - 2, num_classes - 1, num_classes]
+    z = logits.detach()[0]
+    expected = torch.nn.functional.softplus(-z[-1]) + 10 * torch.nn.functional.softplus(z[-3:-1]).mean()
+    torch.testing.assert_close(class_balanced_logistic_loss(logits.detach(), label), expected)
+
+
+def test_classification_loss_combines_with_lambda1_and_stays_finite_when_saturated():
+    logits = torch.tensor([[[80.0], [-80.0], [-80.0]]], requires_grad=True)  # (1, 3, 1), confidently wrong
+    regression = torch.tensor([[[80.0], [-80.0], [-80.0]]], requires_grad=True)
+    labels = torch.tensor([[1]])
+    total = classification_loss(logits, regression, labels)
+    expected = 0.4 * focal_loss(logits, labels) + 0.6 * class_balanced_logistic_loss(regression, labels)
+    torch.testing.assert_close(total, expected)
+    total.backward()
+    assert torch.isfinite(total) and torch.isfinite(logits.grad).all() and torch.isfinite(regression.grad).all()
+
+
+def test_classification_errors():
+    logits = torch.randn(2, 4, 5)
+    with pytest.raises(TypeError, match="labels"):
+        focal_loss(logits, torch.zeros(2, 5, dtype=torch.int32))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        focal_loss(logits, torch.zeros(2, 6, dtype=torch.long))
+    with pytest.raises(TypeError, match="logits"):
+        class_balanced_logistic_loss(logits.long(), torch.zeros(2, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="num_hard_negatives"):
+        class_balanced_logistic_loss(logits, torch.zeros(2, 5, dtype=torch.long), num_hard_negatives=4)
+    with pytest.raises(ValueError, match="regression_logits"):
+        classification_loss(logits, torch.randn(2, 4, 6), torch.zeros(2, 5, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------------------------------------- device
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_losses_run_on_cuda_and_match_cpu():
+    generator = torch.Generator().manual_seed(0)
+    pred = torch.rand(4, 30, 30, generator=generator)
+    target = (torch.rand(4, 30, 30, generator=generator) > 0.5).float()
+    for backend in BACKENDS:
+        cpu = mask_loss(pred, target, backend=backend)
+        leaf = pred.cuda().requires_grad_()
+        gpu = mask_loss(leaf, target.cuda(), backend=backend, valid=torch.ones(30, dtype=torch.bool, device="cuda"))
+        gpu.backward()
+        assert gpu.device.type == "cuda" and torch.isfinite(leaf.grad).all()
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
+    logits, labels = torch.randn(2, 5, 7, device="cuda"), torch.randint(-1, 5, (2, 7), device="cuda")
+    assert classification_loss(logits, logits.clone(), labels).device.type == "cuda"
