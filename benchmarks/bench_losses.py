@@ -1,0 +1,73 @@
+"""Forward + backward time of the GSMT mask loss: fast erosion path vs kornia path vs plain soft IoU.
+
+Usage: python benchmarks/bench_losses.py [--batch 32] [--snippets 100] [--repeats 20] [--device auto]
+One global-mask batch (B, T, T) holds B*T masks of length T (B=32, T=100: 3,200 masks). Prints the median
+and minimum time over ``--repeats`` interleaved runs after warm-up, and the two ratios issue 4 asks for.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from tadlab.losses import iou_loss, mask_loss
+from tadlab.utils import resolve_device
+
+
+def time_forward_backward(loss_fns: dict, pred, target, repeats, warmup=3) -> dict:
+    """Seconds of ``fn(pred, target).backward()`` per loss: (median, min) over ``repeats`` runs.
+
+    The losses take turns within each round, so a busy machine slows them alike.
+    """
+    times = {name: [] for name in loss_fns}
+    for run in range(warmup + repeats):
+        for name, loss_fn in loss_fns.items():
+            leaf = pred.detach().clone().requires_grad_()
+            if pred.device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            loss_fn(leaf, target).backward()
+            if pred.device.type == "cuda":
+                torch.cuda.synchronize()
+            if run >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(ts), min(ts)) for name, ts in times.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--snippets", type=int, default=100)
+    parser.add_argument("--kernel-size", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    generator = torch.Generator().manual_seed(0)
+    shape = (args.batch, args.snippets, args.snippets)
+    pred = torch.rand(shape, generator=generator).to(device)
+    target = (torch.rand(shape, generator=generator) > 0.5).float().to(device)
+
+    k = args.kernel_size
+    rows = {
+        "mask_loss biou+dice, fast path": lambda p, g: mask_loss(p, g, kernel_size=k, backend="fast"),
+        "mask_loss biou+dice, kornia path": lambda p, g: mask_loss(p, g, kernel_size=k, backend="kornia"),
+        "plain soft-IoU loss": lambda p, g: iou_loss(p, g),
+        "mask_loss iou+dice (context)": lambda p, g: mask_loss(p, g, variant="iou"),
+    }
+    times = time_forward_backward(rows, pred, target, args.repeats)
+
+    print(f"forward + backward, {args.batch * args.snippets:,} masks of T={args.snippets} (k={k}), "
+          f"device={device}, torch threads={torch.get_num_threads()}, {args.repeats} interleaved runs")
+    print(f"{'loss':<36}{'median ms':>11}{'min ms':>9}")
+    for name, (median, fastest) in times.items():
+        print(f"{name:<36}{median * 1e3:>11.2f}{fastest * 1e3:>9.2f}")
+    fast, kornia, iou = (times[name][0] for name in list(rows)[:3])
+    print(f"fast / plain soft-IoU (median): {fast / iou:.2f}x   (issue 4 target: <= 2x)")
+    print(f"kornia / fast (median):         {kornia / fast:.2f}x   (issue 4 target: >= 5x)")
+
+if __name__ == "__main__":
+    main()
