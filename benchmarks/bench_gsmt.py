@@ -5,7 +5,7 @@
 
 Sizes: "paper" is ActivityNet as the paper runs it (T = 100 snippets, 400-d two-stream features, K = 200,
 hidden 512, one encoder layer: our guess at the unstated width); "synthetic" is the anet preset of the synthetic
-world with the notebook's model (T = 100, C = 64, K = 10, hidden 128).
+world with the notebook's model (T = 100, C = 64, K = 10, hidden 64).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tadlab.models.gsmt import GSMT, PAPER_COST
 from tadlab.utils import resolve_device
 
 SIZES = {"paper": dict(feature_dim=400, num_classes=200, num_snippets=100, hidden=512),
-         "synthetic": dict(feature_dim=64, num_classes=10, num_snippets=100, hidden=128)}
+         "synthetic": dict(feature_dim=64, num_classes=10, num_snippets=100, hidden=64)}
 
 
 def random_batch(size: dict, batch_size: int, device: torch.device, generator: torch.Generator) -> dict:

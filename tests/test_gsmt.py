@@ -75,6 +75,8 @@ def test_bad_arguments_are_named():
         GSMT(C, K, T, hidden=10, heads=4)
     with pytest.raises(ValueError, match="features"):
         small_model()(torch.randn(2, C + 1, T))
+    with pytest.raises(ValueError, match="mask_weight"):
+        GSMT(C, K, T, mask_weight=0.0)
     with pytest.raises(ValueError, match="decoding"):
         small_model().detect(small_model()(torch.randn(1, C, T)), decoding="medium")
 
@@ -108,6 +110,9 @@ def test_loss_terms_with_uninformative_outputs():
     assert float(terms["mask"]) > 0
     assert math.isclose(float(terms["total"]), float(terms["classification"] + terms["mask"]), rel_tol=1e-6)
     assert math.isclose(float(terms["foreground"]), 6 / T)  # snippets 4..9 have centres inside [4, 10)
+    weighted = GSMT(C, K, T, hidden=16, mask_weight=10.0).loss(outputs, batch)  # only L_m is scaled
+    assert math.isclose(float(weighted["mask"]), float(terms["mask"]), rel_tol=1e-6)
+    assert math.isclose(float(weighted["total"]), float(terms["classification"] + 10 * terms["mask"]), rel_tol=1e-6)
 
 
 def test_mask_loss_is_zero_for_perfect_foreground_columns_whatever_the_background_columns():
