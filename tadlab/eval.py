@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tadlab.data.schema import VideoAnnotations, VideoDetections, load_ground_truth, load_results
+from tadlab.data.schema import VideoDetections, as_ground_truth, load_results
 
 # np.linspace, as the official code builds them: the exact float values matter when a tIoU equals a threshold.
 ANET_TIOU = np.linspace(0.5, 0.95, 10)
@@ -163,15 +163,6 @@ def interpolated_ap(precision, recall) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- inputs
-def _as_ground_truth(source) -> dict[str, VideoAnnotations]:
-    if isinstance(source, Mapping) and source and all(isinstance(v, VideoAnnotations) for v in source.values()):
-        return dict(source)  # already loaded (e.g. by a notebook)
-    if not isinstance(source, (str, os.PathLike, Mapping)):
-        raise TypeError(f"ground_truth must be a path, an ActivityNet JSON dict or a dict of VideoAnnotations, "
-                        f"got {type(source).__name__}")
-    return load_ground_truth(source)
-
-
 def _as_results(source) -> dict[str, VideoDetections]:
     if isinstance(source, Mapping) and source and all(isinstance(v, VideoDetections) for v in source.values()):
         return dict(source)  # e.g. what tadlab.data.schema.detections_to_results returns
@@ -333,7 +324,7 @@ def evaluate_detection(ground_truth, results, tiou_thresholds=ANET_TIOU, subset:
         raise TypeError(f"drop_duplicate_gt must be a bool, got {type(drop_duplicate_gt).__name__} "
                         f"{drop_duplicate_gt!r}")
     ignore = _read_ignore_list(ignore_videos)
-    videos, detections = _as_ground_truth(ground_truth), _as_results(results)
+    videos, detections = as_ground_truth(ground_truth), _as_results(results)
 
     video_index, gt_video, gt_labels, gt_segments = _flatten_ground_truth(videos, subset, ignore, drop_duplicate_gt)
     class_names = sorted(set(gt_labels.tolist()))

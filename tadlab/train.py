@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from tadlab.data.collate import collate_videos
-from tadlab.data.schema import VideoAnnotations, detections_to_results, load_ground_truth
+from tadlab.data.schema import as_ground_truth, detections_to_results
 from tadlab.eval import ANET_TIOU, evaluate_detection
 from tadlab.utils import check_choice, resolve_device, seed_everything
 
@@ -93,7 +93,7 @@ def fit(model: torch.nn.Module, train_data, *, epochs: int = 10, batch_size: int
         raise ValueError("train_data is empty")
     checkpoints = _checkpoint_paths(checkpoint_dir, overwrite)
     if eval_data is not None:
-        ground_truth = _ground_truth_videos(ground_truth)  # validate once, not at every evaluation
+        ground_truth = as_ground_truth(ground_truth)  # validate once, not at every evaluation
 
     generator = seed_everything(seed)
     loader = DataLoader(train_data, batch_size=batch_size, shuffle=True, collate_fn=collate_videos,
@@ -203,7 +203,7 @@ def evaluate(model: torch.nn.Module, data, ground_truth, class_names, tiou_thres
     world's ground truth evaluates on the validation videos), further filtered by ``subset`` when given.
     ``class_names[k]`` names label k. Returns :class:`tadlab.eval.DetectionMetrics`.
     """
-    videos = _ground_truth_videos(ground_truth)
+    videos = as_ground_truth(ground_truth)
     pairs = list(_predict_videos(model, data, resolve_device(device), batch_size, detect_kwargs))
     if not pairs:
         raise ValueError("data is empty; evaluate needs at least one video")
@@ -215,14 +215,6 @@ def evaluate(model: torch.nn.Module, data, ground_truth, class_names, tiou_thres
                                     int(pairs[0][0]["features"].shape[-1]), list(class_names))
     return evaluate_detection({video_id: videos[video_id] for video_id in ids}, results,
                               tiou_thresholds=tiou_thresholds, subset=subset)
-
-
-def _ground_truth_videos(ground_truth) -> dict:
-    """Video id -> VideoAnnotations from a path, an ActivityNet JSON dict or an already loaded dict."""
-    if isinstance(ground_truth, dict) and ground_truth and all(
-            isinstance(v, VideoAnnotations) for v in ground_truth.values()):
-        return ground_truth
-    return load_ground_truth(ground_truth)
 
 
 def _predict_videos(model, data, device: torch.device, batch_size: int, detect_kwargs: dict):

@@ -298,6 +298,16 @@ def load_ground_truth(source) -> dict[str, VideoAnnotations]:
     return videos
 
 
+def as_ground_truth(source) -> dict[str, VideoAnnotations]:
+    """Ground truth from a path, an ActivityNet JSON dict, or an already loaded dict of VideoAnnotations (kept)."""
+    if isinstance(source, Mapping) and source and all(isinstance(v, VideoAnnotations) for v in source.values()):
+        return dict(source)
+    if not isinstance(source, (str, os.PathLike, Mapping)):
+        raise TypeError(f"ground_truth must be a path, an ActivityNet JSON dict or a dict of VideoAnnotations, "
+                        f"got {type(source).__name__}")
+    return load_ground_truth(source)
+
+
 def load_results(source) -> dict[str, VideoDetections]:
     """Read and validate a results JSON (``results`` -> video id -> list of segment/label/score) or dict.
 
