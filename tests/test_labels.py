@@ -316,33 +316,28 @@ def test_centre_sampling_properties(video, radius):
 
 
 # ---------------------------------------------------------------- single video == padded batch
+def every_target(segments, labels, T):
+    """Every label-assignment function on one video (N, 2)/(N,) or a padded batch (B, N, 2)/(B, N)."""
+    return {
+        "snippet_labels": snippet_labels(segments, labels, T, K),
+        "global_masks": global_masks(segments, T, labels),
+        "frame_labels": frame_labels(segments, labels, T, K, multi_label=True),
+        "boundary_labels": boundary_labels(segments, T, width=2.0, labels=labels),
+        "bm": boundary_matching_map(segments, T, 6, labels),
+        "sparse": sparse_proposal_targets(segments, T, 2, labels=labels)["iou"],
+        "tiou": tiou_assign(sparse_proposals(T, 2, dtype=torch.float64), segments, labels, K, num_snippets=T)["labels"],
+        "centre": centre_sampling_assign(segments, labels, T, K)["offsets"],
+    }
+
+
 @settings(deadline=None, max_examples=15)
 @given(st.lists(videos(), min_size=1, max_size=3), st.data())
 def test_batch_equals_single(videos_, data):
     T = data.draw(st.integers(max(v[0] for v in videos_), 26))  # one T for the batch, at least each video's
     segs, labs = pad_batch([(s, l) for _, s, l in videos_])
-    batched = {
-        "snippet_labels": snippet_labels(segs, labs, T, K),
-        "global_masks": global_masks(segs, T, labs),
-        "frame_labels": frame_labels(segs, labs, T, K, multi_label=True),
-        "boundary_labels": boundary_labels(segs, T, width=2.0, labels=labs),
-        "bm": boundary_matching_map(segs, T, 6, labs),
-        "sparse": sparse_proposal_targets(segs, T, 2, labels=labs)["iou"],
-        "tiou": tiou_assign(sparse_proposals(T, 2, dtype=torch.float64), segs, labs, K, num_snippets=T)["labels"],
-        "centre": centre_sampling_assign(segs, labs, T, K)["offsets"],
-    }
+    batched = every_target(segs, labs, T)
     for b, (_, s, l) in enumerate(videos_):
-        single = {
-            "snippet_labels": snippet_labels(s, l, T, K),
-            "global_masks": global_masks(s, T, l),
-            "frame_labels": frame_labels(s, l, T, K, multi_label=True),
-            "boundary_labels": boundary_labels(s, T, width=2.0, labels=l),
-            "bm": boundary_matching_map(s, T, 6, l),
-            "sparse": sparse_proposal_targets(s, T, 2, labels=l)["iou"],
-            "tiou": tiou_assign(sparse_proposals(T, 2, dtype=torch.float64), s, l, K, num_snippets=T)["labels"],
-            "centre": centre_sampling_assign(s, l, T, K)["offsets"],
-        }
-        for name, value in single.items():
+        for name, value in every_target(s, l, T).items():
             got = batched[name]
             if isinstance(value, tuple):
                 for x, y in zip(value, got):
