@@ -18,12 +18,14 @@ import kornia
 import torch
 import torch.nn.functional as F
 
+from tadlab import mask_kernels
 from tadlab.utils import check_choice
 
 GSMT_EPS = math.exp(-8)  # the epsilon of GSMT Eq. 6
 REDUCTIONS = {"mean", "sum", "none"}
 BACKENDS = {"fast", "kornia"}
 MASK_VARIANTS = {"biou", "iou", "bce"}
+COMPILED_KERNELS = True  # the fast path runs tadlab.mask_kernels on CPU float32/float64 masks
 
 __all__ = [
     "GSMT_EPS",
@@ -286,77 +288,113 @@ def _region_loss(pred, target, valid, kernel_size, backend, use_biou, l2_penalty
 class _FastMaskLoss(torch.autograd.Function):
     """Per-mask ``[1 - bIoU] + [lambda * L2] + lambda2 * dice`` (the fast path) with its gradient by hand.
 
-    pred, target ``(N, T)``, valid ``(N, T)`` bool or None -> ``(N,)``. The forward runs without autograd and keeps
-    only the argmin offsets of the erosion and a few per-mask sums; the backward is five full-size ops (addcmul) and
-    one scatter, instead of autograd's long graph of small steps. Same values and gradients as :func:`_region_loss`
+    pred, target ``(N, T)``, valid ``(N, T)`` bool or None -> ``(N,)``. The forward reduces every mask to eight sums
+    (:data:`tadlab.mask_kernels.SUM_COLUMNS`) and keeps the erosion's first-minimum positions and the target's band;
+    :func:`_loss_and_factors` turns the sums into the loss and five per-mask factors of its gradient, from which the
+    backward rebuilds the gradient in one pass. On a CPU the two passes are compiled kernels
+    (:mod:`tadlab.mask_kernels`); elsewhere they are PyTorch ops. Same values and gradients as :func:`_region_loss`
     with the kornia backend (checked in tests/test_losses.py, incl. ``gradcheck``); no double backward.
     """
 
     @staticmethod
     def forward(ctx, pred, target, valid, kernel_size, use_biou, l2_penalty, lambda2, eps):
-        left = kernel_size // 2
-        pad = (left, kernel_size - 1 - left)  # kornia's origin k//2; +inf is the geodesic border
-        outside = None if valid is None else ~valid
-
-        def band(masks, track):
-            inside = masks if outside is None else masks.masked_fill(outside, float("inf"))
-            eroded, offsets = _window_min(F.pad(inside, pad, value=float("inf")), kernel_size, track)
-            masks_band = masks - eroded
-            return (masks_band if outside is None else masks_band.masked_fill_(outside, 0)), offsets
-
-        band_pred, offsets = band(pred, ctx.needs_input_grad[0] and use_biou)
-        band_target, _ = band(target, False)
-        if outside is not None:
-            pred, target = pred.masked_fill(outside, 0), target.masked_fill(outside, 0)
-        biou, overlap, union = _soft_iou(band_pred, band_target, eps)
-        loss = 1 - biou if use_biou else torch.zeros_like(biou)
-        coefficients = {}  # per-mask factors of the gradient, (N, 1) each
-        if use_biou:  # d(1 - bIoU)/d band_pred = biou/(U+eps) - (biou + 1)/(U+eps) * band_target
-            coefficients["biou"] = (biou / (union + eps), -(biou + 1) / (union + eps))
-        if l2_penalty:
-            difference = pred - target
-            distance = torch.linalg.vector_norm(difference, dim=-1)
-            weight, count = 1 / (overlap + eps), target.sum(-1).clamp(min=1)  # lambda (a constant) and c
-            loss = loss + weight * distance / count
-            coefficients["l2"] = (weight, count, distance)
-        if lambda2:
-            intersection, sizes = (pred * target).sum(-1), (pred * pred).sum(-1) + (target * target).sum(-1)
-            loss = loss + lambda2 * (1 - (2 * intersection + eps) / (sizes + eps))
-            # d dice/dP = -2 G / (S + eps) + 2 (2 I + eps) / (S + eps)^2 P
-            coefficients["dice"] = (-2 * lambda2 / (sizes + eps),
-                                    2 * lambda2 * (2 * intersection + eps) / (sizes + eps) ** 2)
-        ctx.coefficients, ctx.kernel_size = coefficients, kernel_size
-        ctx.save_for_backward(pred, target, band_target, offsets, valid,
-                              difference if l2_penalty else None)
+        compiled = _use_compiled_kernels(pred)
+        if compiled:
+            sums, positions, band_target = mask_kernels.mask_sums(pred, target, valid, kernel_size)
+            sums = sums.to(pred.dtype)
+        else:
+            track = ctx.needs_input_grad[0] and use_biou  # no band gradient: no positions needed
+            sums, positions, band_target = _mask_sums(pred, target, valid, kernel_size, track)
+        loss, factors = _loss_and_factors(sums, use_biou, l2_penalty, lambda2, eps)
+        ctx.compiled, ctx.kernel_size = compiled, kernel_size
+        ctx.save_for_backward(pred, target, band_target, positions, valid, factors)
         return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss):
-        pred, target, band_target, offsets, valid, difference = ctx.saved_tensors
+        pred, target, band_target, positions, valid, factors = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return (None,) * 8
-        grad_loss = grad_loss[:, None]
-        coefficients = ctx.coefficients
-        if "biou" in coefficients and offsets is not None:  # (k = 1: the band is identically 0, no gradient)
-            # through the band: + at each snippet, - at its window's first minimum
-            constant, slope = coefficients["biou"]
-            grad = torch.addcmul(grad_loss * constant[:, None], band_target, grad_loss * slope[:, None])
-            if valid is not None:
-                grad.masked_fill_(~valid, 0)  # the band is 0 there whatever pred is
-            grad -= _scatter_to_argmin(grad, offsets, ctx.kernel_size)
+        factors = factors * grad_loss[:, None]
+        if ctx.compiled:
+            grad = mask_kernels.mask_grad(pred, target, band_target, positions, valid, factors)
         else:
-            grad = torch.zeros_like(pred)
-        if "l2" in coefficients:  # d||x||/dx = x / ||x||, and 0 at x = 0, as torch.linalg.vector_norm's backward
-            weight, count, distance = (value[:, None] for value in coefficients["l2"])
-            scale = grad_loss / count * weight / distance  # autograd's order of roundings
-            grad.addcmul_(difference, scale.masked_fill_(distance == 0, 0))
-        if "dice" in coefficients:
-            on_target, on_pred = coefficients["dice"]
-            grad.addcmul_(target, grad_loss * on_target[:, None]).addcmul_(pred, grad_loss * on_pred[:, None])
-        if valid is not None:
-            grad.masked_fill_(~valid, 0)
+            grad = _mask_grad(pred, target, band_target, positions, valid, factors, ctx.kernel_size)
         return grad, None, None, None, None, None, None, None
+
+
+def _use_compiled_kernels(pred: torch.Tensor) -> bool:
+    """The compiled kernels run CPU float32/float64 masks (tests switch them off to check the PyTorch path)."""
+    return COMPILED_KERNELS and mask_kernels.supports(pred)
+
+
+def _loss_and_factors(sums, use_biou, l2_penalty, lambda2, eps) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mask sums ``(N, 8)`` -> the loss ``(N,)`` and the factors ``(N, 5)`` of its gradient by P at a snippet:
+
+    ``a + f2 (P - G) + f3 G + f4 P`` with ``a = f0 + f1 Phi(G)``, minus ``a`` of the snippets whose erosion window
+    has its first minimum there (the band is P minus the erosion).
+    """
+    band_intersection, band_pred, band_target, squared_distance, target, pred_target, pred_squared, target_squared = \
+        sums.unbind(1)
+    zero = torch.zeros_like(band_intersection)
+    loss, factors = zero, [zero] * 5
+    if use_biou:  # d(1 - bIoU)/d Phi(P) = bIoU/(U+eps) - (bIoU + 1)/(U+eps) * Phi(G)
+        union = band_pred + band_target - band_intersection
+        biou = (band_intersection + eps) / (union + eps)
+        loss = 1 - biou
+        factors[0], factors[1] = biou / (union + eps), -(biou + 1) / (union + eps)
+    if l2_penalty:  # lambda = 1/(band overlap + eps) is a coefficient; d||x||/dx = x/||x||, 0 at x = 0
+        distance = squared_distance.sqrt()
+        weight, count = 1 / (band_intersection + eps), target.clamp(min=1)
+        loss = loss + weight * distance / count
+        factors[2] = torch.where(distance > 0, weight / count / distance, zero)
+    if lambda2:  # d dice/dP = -2 G/(S + eps) + 2 (2 I + eps)/(S + eps)^2 P
+        sizes = pred_squared + target_squared
+        loss = loss + lambda2 * (1 - (2 * pred_target + eps) / (sizes + eps))
+        factors[3] = -2 * lambda2 / (sizes + eps)
+        factors[4] = 2 * lambda2 * (2 * pred_target + eps) / (sizes + eps) ** 2
+    return loss, torch.stack(factors, 1)
+
+
+def _mask_sums(pred, target, valid, kernel_size, track):
+    """PyTorch twin of :func:`tadlab.mask_kernels.mask_sums`: sums ``(N, 8)``, erosion window offsets of the first
+    minima ``(N, T)`` (:func:`_window_min`; None for k = 1 or without ``track``) and the target's band ``(N, T)``."""
+    left = kernel_size // 2
+    pad = (left, kernel_size - 1 - left)  # kornia's origin k//2; +inf is the geodesic border
+    outside = None if valid is None else ~valid
+
+    def band(masks, track):
+        inside = masks if outside is None else masks.masked_fill(outside, float("inf"))
+        eroded, offsets = _window_min(F.pad(inside, pad, value=float("inf")), kernel_size, track)
+        masks_band = masks - eroded
+        return (masks_band if outside is None else masks_band.masked_fill_(outside, 0)), offsets
+
+    band_pred, offsets = band(pred, track)
+    band_target, _ = band(target, False)
+    if outside is not None:
+        pred, target = pred.masked_fill(outside, 0), target.masked_fill(outside, 0)
+    difference = pred - target
+    sums = torch.stack([(band_pred * band_target).sum(-1), band_pred.sum(-1), band_target.sum(-1),
+                        (difference * difference).sum(-1), target.sum(-1), (pred * target).sum(-1),
+                        (pred * pred).sum(-1), (target * target).sum(-1)], 1)
+    return sums, offsets, band_target
+
+
+def _mask_grad(pred, target, band_target, offsets, valid, factors, kernel_size):
+    """PyTorch twin of :func:`tadlab.mask_kernels.mask_grad` -> ``grad (N, T)``."""
+    factors = factors[:, :, None].unbind(1)
+    grad = torch.addcmul(factors[0], band_target, factors[1])  # the derivative by the predicted band
+    if valid is not None:
+        grad.masked_fill_(~valid, 0)  # the band is 0 there whatever pred is
+    if offsets is not None:  # (None: k = 1, the band is identically 0, or no bIoU term)
+        grad -= _scatter_to_argmin(grad, offsets, kernel_size)
+    else:
+        grad.zero_()
+    grad.addcmul_(pred - target, factors[2]).addcmul_(target, factors[3]).addcmul_(pred, factors[4])
+    if valid is not None:
+        grad.masked_fill_(~valid, 0)
+    return grad
 
 
 def _dice(pred: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
