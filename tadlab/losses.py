@@ -289,7 +289,7 @@ class _FastMaskLoss(torch.autograd.Function):
     """Per-mask ``[1 - bIoU] + [lambda * L2] + lambda2 * dice`` (the fast path) with its gradient by hand.
 
     pred, target ``(N, T)``, valid ``(N, T)`` bool or None -> ``(N,)``. The forward reduces every mask to eight sums
-    (:data:`tadlab.mask_kernels.SUM_COLUMNS`) and keeps the erosion's first-minimum positions and the target's band;
+    (:data:`tadlab.mask_kernels.SUM_COLUMNS`) and keeps the offsets of the erosion's first minima and the target's band;
     :func:`_loss_and_factors` turns the sums into the loss and five per-mask factors of its gradient, from which the
     backward rebuilds the gradient in one pass. On a CPU the two passes are compiled kernels
     (:mod:`tadlab.mask_kernels`); elsewhere they are PyTorch ops. Same values and gradients as :func:`_region_loss`
@@ -300,27 +300,27 @@ class _FastMaskLoss(torch.autograd.Function):
     def forward(ctx, pred, target, valid, kernel_size, use_biou, l2_penalty, lambda2, eps):
         compiled = _use_compiled_kernels(pred)
         if compiled:
-            sums, positions, band_target = mask_kernels.mask_sums(pred, target, valid, kernel_size)
+            sums, offsets, band_target = mask_kernels.mask_sums(pred, target, valid, kernel_size)
             sums = sums.to(pred.dtype)
         else:
             track = ctx.needs_input_grad[0] and use_biou  # no band gradient: no positions needed
-            sums, positions, band_target = _mask_sums(pred, target, valid, kernel_size, track)
+            sums, offsets, band_target = _mask_sums(pred, target, valid, kernel_size, track)
         loss, factors = _loss_and_factors(sums, use_biou, l2_penalty, lambda2, eps)
         ctx.compiled, ctx.kernel_size = compiled, kernel_size
-        ctx.save_for_backward(pred, target, band_target, positions, valid, factors)
+        ctx.save_for_backward(pred, target, band_target, offsets, valid, factors)
         return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss):
-        pred, target, band_target, positions, valid, factors = ctx.saved_tensors
+        pred, target, band_target, offsets, valid, factors = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return (None,) * 8
         factors = factors * grad_loss[:, None]
         if ctx.compiled:
-            grad = mask_kernels.mask_grad(pred, target, band_target, positions, valid, factors)
+            grad = mask_kernels.mask_grad(pred, target, band_target, offsets, ctx.kernel_size, valid, factors)
         else:
-            grad = _mask_grad(pred, target, band_target, positions, valid, factors, ctx.kernel_size)
+            grad = _mask_grad(pred, target, band_target, offsets, valid, factors, ctx.kernel_size)
         return grad, None, None, None, None, None, None, None
 
 
@@ -425,6 +425,11 @@ def mask_loss(pred: torch.Tensor, target: torch.Tensor, variant: str = "biou", k
     - ``"bce"``: plain binary cross-entropy averaged over the valid snippets of each mask (TAGS supp. Table 5 uses
       BMN's weighted BCE; this is the unweighted one).
     Returns ``(...)`` under ``reduction="none"``, else a scalar.
+
+    ``backend="fast"`` (the default, for training) computes the bIoU variant in one :class:`_FastMaskLoss`: two
+    compiled passes on a CPU (:mod:`tadlab.mask_kernels`), PyTorch ops elsewhere; ``"kornia"`` differentiates the
+    formulas with autograd through ``kornia.morphology.erosion``, the paper's code path. Both give the same values
+    and gradients (to float rounding).
     """
     check_choice("variant", variant, MASK_VARIANTS)
     pred, target, valid = _check_masks(pred, target, valid, dim)
