@@ -289,7 +289,7 @@ class _FastMaskLoss(torch.autograd.Function):
     """Per-mask ``[1 - bIoU] + [lambda * L2] + lambda2 * dice`` (the fast path) with its gradient by hand.
 
     pred, target ``(N, T)``, valid ``(N, T)`` bool or None -> ``(N,)``. The forward reduces every mask to eight sums
-    (:data:`tadlab.mask_kernels.SUM_COLUMNS`) and keeps the offsets of the erosion's first minima and the target's band;
+    (:data:`tadlab.mask_kernels.SUM_COLUMNS`) and keeps the offsets of the erosion's first minima;
     :func:`_loss_and_factors` turns the sums into the loss and five per-mask factors of its gradient, from which the
     backward rebuilds the gradient in one pass. On a CPU the two passes are compiled kernels
     (:mod:`tadlab.mask_kernels`); elsewhere they are PyTorch ops. Same values and gradients as :func:`_region_loss`
@@ -299,11 +299,12 @@ class _FastMaskLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pred, target, valid, kernel_size, use_biou, l2_penalty, lambda2, eps):
         compiled = _use_compiled_kernels(pred)
+        band_target = None  # the compiled backward recomputes it
         if compiled:
-            sums, offsets, band_target = mask_kernels.mask_sums(pred, target, valid, kernel_size)
+            sums, offsets = mask_kernels.mask_sums(pred, target, valid, kernel_size)
             sums = sums.to(pred.dtype)
         else:
-            track = ctx.needs_input_grad[0] and use_biou  # no band gradient: no positions needed
+            track = ctx.needs_input_grad[0] and use_biou  # no band gradient: no offsets needed
             sums, offsets, band_target = _mask_sums(pred, target, valid, kernel_size, track)
         loss, factors = _loss_and_factors(sums, use_biou, l2_penalty, lambda2, eps)
         ctx.compiled, ctx.kernel_size = compiled, kernel_size
@@ -318,7 +319,7 @@ class _FastMaskLoss(torch.autograd.Function):
             return (None,) * 8
         factors = factors * grad_loss[:, None]
         if ctx.compiled:
-            grad = mask_kernels.mask_grad(pred, target, band_target, offsets, ctx.kernel_size, valid, factors)
+            grad = mask_kernels.mask_grad(pred, target, offsets, ctx.kernel_size, valid, factors)
         else:
             grad = _mask_grad(pred, target, band_target, offsets, valid, factors, ctx.kernel_size)
         return grad, None, None, None, None, None, None, None

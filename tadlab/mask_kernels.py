@@ -62,7 +62,7 @@ def _erode_row_values(padded, kernel_size, eroded):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _sums_kernel(pred, target, valid, has_valid, kernel_size, sums, offsets, band_target):
+def _sums_kernel(pred, target, valid, has_valid, kernel_size, sums, offsets):
     rows, length = pred.shape
     left = kernel_size // 2
     padded_pred = np.empty(length + kernel_size - 1, pred.dtype)
@@ -84,7 +84,6 @@ def _sums_kernel(pred, target, valid, has_valid, kernel_size, sums, offsets, ban
             g = target[n, t] if inside else 0.0
             p_band = p - eroded_pred[t] if inside else 0.0
             g_band = g - eroded_target[t] if inside else 0.0
-            band_target[n, t] = g_band
             band_intersection += p_band * g_band
             band_pred += p_band
             band_sum += g_band
@@ -98,20 +97,26 @@ def _sums_kernel(pred, target, valid, has_valid, kernel_size, sums, offsets, ban
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _grad_kernel(pred, target, band_target, offsets, kernel_size, valid, has_valid, factors, grad):
+def _grad_kernel(pred, target, offsets, kernel_size, valid, has_valid, factors, grad):
     rows, length = pred.shape
     left = kernel_size // 2
+    padded_target = np.empty(length + kernel_size - 1, pred.dtype)
+    eroded_target = np.empty(length, pred.dtype)
+    through_band = np.empty(length, pred.dtype)
     for n in range(rows):
         band_constant, band_slope = factors[n, 0], factors[n, 1]
         on_difference, on_target, on_pred = factors[n, 2], factors[n, 3], factors[n, 4]
-        grad[n, :] = 0
+        # the target's band again: recomputing it costs less than keeping a full-size tensor for the backward
+        _pad_row(target, n, valid, has_valid, left, padded_target)
+        _erode_row_values(padded_target, kernel_size, eroded_target)
         for t in range(length):
-            if has_valid and not valid[n, t]:
-                continue
+            inside = not has_valid or valid[n, t]
             p, g = pred[n, t], target[n, t]
-            through_band = band_constant + band_slope * band_target[n, t]
-            grad[n, t] += through_band + on_difference * (p - g) + on_target * g + on_pred * p
-            grad[n, t - left + offsets[n, t]] -= through_band  # the eroded value's gradient: to its first minimum
+            band = band_constant + band_slope * (g - eroded_target[t])  # d loss / d Phi(P)[t]
+            through_band[t] = band if inside else 0.0
+            grad[n, t] = band + on_difference * (p - g) + on_target * g + on_pred * p if inside else 0.0
+        for t in range(length):  # the band subtracts the erosion, whose gradient goes to the window's first minimum
+            grad[n, t - left + offsets[n, t]] -= through_band[t]
 
 
 def supports(tensor: torch.Tensor) -> bool:
@@ -126,9 +131,8 @@ def _valid_array(valid: torch.Tensor | None) -> tuple[np.ndarray, bool]:
 
 
 def mask_sums(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None, kernel_size: int):
-    """The forward pass: per-mask sums ``(N, 8)`` (float64, :data:`SUM_COLUMNS`), the offset of each snippet's
-    first minimum in its erosion window ``[t - k//2, t - k//2 + k)`` ``(N, T)`` (uint8, int32 for k > 256), and
-    the target's band ``Phi(G)`` ``(N, T)`` (0 where invalid).
+    """The forward pass: per-mask sums ``(N, 8)`` (float64, :data:`SUM_COLUMNS`) and the offset of each snippet's
+    first minimum in its erosion window ``[t - k//2, t - k//2 + k)`` ``(N, T)`` (uint8, int32 for k > 256).
 
     pred, target ``(N, T)`` CPU float32/float64 of one dtype; valid ``(N, T)`` bool or None.
     """
@@ -137,24 +141,22 @@ def mask_sums(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | No
     # outputs come from torch's allocator: numpy's fresh large arrays cost page faults on every call
     sums = torch.empty(pred.shape[0], len(SUM_COLUMNS), dtype=torch.float64)
     offsets = torch.empty(pred.shape, dtype=torch.uint8 if kernel_size <= 256 else torch.int32)
-    band_target = torch.empty_like(pred)
-    _sums_kernel(pred.numpy(), target.numpy(), valid_array, has_valid, kernel_size, sums.numpy(), offsets.numpy(),
-                 band_target.numpy())
-    return sums, offsets, band_target
+    _sums_kernel(pred.numpy(), target.numpy(), valid_array, has_valid, kernel_size, sums.numpy(), offsets.numpy())
+    return sums, offsets
 
 
-def mask_grad(pred: torch.Tensor, target: torch.Tensor, band_target: torch.Tensor, offsets: torch.Tensor,
-              kernel_size: int, valid: torch.Tensor | None, factors: torch.Tensor) -> torch.Tensor:
+def mask_grad(pred: torch.Tensor, target: torch.Tensor, offsets: torch.Tensor, kernel_size: int,
+              valid: torch.Tensor | None, factors: torch.Tensor) -> torch.Tensor:
     """The backward pass: ``grad (N, T)`` of per-mask losses whose gradient factors are ``factors (N, 5)``.
 
-    For a valid snippet t of mask n, with ``a = factors[n, 0] + factors[n, 1] * band_target[n, t]`` (the
-    loss's derivative by the predicted band there): ``grad[n, t] += a + factors[n, 2] * (P - G) +
-    factors[n, 3] * G + factors[n, 4] * P`` and ``grad[n, t - k//2 + offsets[n, t]] -= a`` (the band subtracts
-    the erosion, whose gradient goes to the window's first minimum). Invalid snippets get 0.
+    For a valid snippet t of mask n, with ``a = factors[n, 0] + factors[n, 1] * Phi(G)[n, t]`` (the loss's
+    derivative by the predicted band there): ``grad[n, t] += a + factors[n, 2] * (P - G) + factors[n, 3] * G +
+    factors[n, 4] * P`` and ``grad[n, t - k//2 + offsets[n, t]] -= a`` (the band subtracts the erosion, whose
+    gradient goes to the window's first minimum). Invalid snippets get 0.
     """
     pred = pred.detach().contiguous()
     valid_array, has_valid = _valid_array(valid)
     grad = torch.empty_like(pred)
-    _grad_kernel(pred.numpy(), target.detach().contiguous().numpy(), band_target.numpy(), offsets.numpy(),
-                 kernel_size, valid_array, has_valid, factors.to(pred.dtype).contiguous().numpy(), grad.numpy())
+    _grad_kernel(pred.numpy(), target.detach().contiguous().numpy(), offsets.numpy(), kernel_size, valid_array,
+                 has_valid, factors.to(pred.dtype).contiguous().numpy(), grad.numpy())
     return grad
