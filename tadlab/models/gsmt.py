@@ -21,7 +21,7 @@ Choices the paper leaves open, stated here (see also :meth:`GSMT.detect`):
 - ``mask_weight`` (default 1, the paper's L = L_c + L_m) scales L_m. Measured on the synthetic world (notebook 04):
   at initialisation the logistic-regression term's gradient on the shared embedding is ~1000x the mask loss's
   (norms 18 vs 0.016, anet preset), so with weight 1 the embedding learns classes and the masks stay poor
-  (validation column IoU 0.57 against 0.66 with weight 10; average mAP 0.19 against 0.35 over 3 seeds). The
+  (validation column IoU 0.57 against 0.66 with weight 10; average mAP 0.20 against 0.34 over 3 seeds). The
   notebook uses 10, a deviation from Sec. 3.3 (on the thumos preset the weight changes little: 0.50 vs 0.49).
 - ``mask_branch=False`` is the "w/o mask branch" ablation of Table 7: no mask head and no mask loss; detection then
   thresholds the selected class's probability curve P[c, :] in place of a mask column.
