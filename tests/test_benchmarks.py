@@ -1,0 +1,29 @@
+"""Every benchmark script still runs and prints its table (at a tiny size: this checks the scripts, not speed)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE_RUNS = {
+    "bench_losses.py": (["--batch", "2", "--snippets", "12", "--repeats", "1"],
+                        ["fast path", "kornia path", "plain soft-IoU loss", "PyTorch engine", "kornia / fast"]),
+    "bench_eval.py": (["--videos", "20", "--per-video", "5", "--repeats", "1"], ["tadlab.eval, loaded data"]),
+    "bench_synthetic.py": (["--repeats", "1"], ["thumos", "anet"]),
+    "bench_gsmt.py": (["--repeats", "1", "--batch-size", "2"], ["paper", "synthetic", "train videos/s"]),
+}
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE_RUNS))
+def test_benchmark_script_runs_and_prints_its_table(script):
+    arguments, expected = SMOKE_RUNS[script]
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *arguments], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for text in expected:
+        assert text in done.stdout, f"{script} no longer prints {text!r}:\n{done.stdout}"
+
+
+def test_every_benchmark_script_has_a_smoke_run():
+    assert sorted(path.name for path in (ROOT / "benchmarks").glob("bench_*.py")) == sorted(SMOKE_RUNS)
