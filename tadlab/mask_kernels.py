@@ -116,7 +116,8 @@ def _grad_kernel(pred, target, offsets, kernel_size, valid, has_valid, factors, 
             through_band[t] = band if inside else 0.0
             grad[n, t] = band + on_difference * (p - g) + on_target * g + on_pred * p if inside else 0.0
         for t in range(length):  # the band subtracts the erosion, whose gradient goes to the window's first minimum
-            grad[n, t - left + offsets[n, t]] -= through_band[t]
+            if not has_valid or valid[n, t]:  # (a valid snippet's window holds a finite minimum, itself at worst)
+                grad[n, t - left + offsets[n, t]] -= through_band[t]
 
 
 def supports(tensor: torch.Tensor) -> bool:
