@@ -15,8 +15,7 @@ import time
 
 import torch
 
-import tadlab.losses
-from tadlab.losses import iou_loss, mask_loss
+from tadlab.losses import compiled_kernels, iou_loss, mask_loss
 from tadlab.utils import resolve_device
 
 
@@ -43,11 +42,8 @@ def time_forward_backward(loss_fns: dict, pred, target, repeats, warmup=3) -> di
 def without_compiled_kernels(loss_fn):
     """``loss_fn`` run by the fast path's PyTorch engine, as on a GPU."""
     def run(pred, target):
-        saved, tadlab.losses.COMPILED_KERNELS = tadlab.losses.COMPILED_KERNELS, False
-        try:
+        with compiled_kernels(False):
             return loss_fn(pred, target)  # the backward needs no switch: the forward chose the engine
-        finally:
-            tadlab.losses.COMPILED_KERNELS = saved
     return run
 
 

@@ -12,6 +12,7 @@ log terms of Eq. 5 carry their minus signs (the loss is a negative log-likelihoo
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import kornia
@@ -33,6 +34,7 @@ __all__ = [
     "boundary_band",
     "class_balanced_logistic_loss",
     "classification_loss",
+    "compiled_kernels",
     "dice_loss",
     "erosion_1d",
     "focal_loss",
@@ -326,8 +328,21 @@ class _FastMaskLoss(torch.autograd.Function):
 
 
 def _use_compiled_kernels(pred: torch.Tensor) -> bool:
-    """The compiled kernels run CPU float32/float64 masks (tests switch them off to check the PyTorch path)."""
+    """The compiled kernels run CPU float32/float64 masks (unless :func:`compiled_kernels` switched them off)."""
     return COMPILED_KERNELS and mask_kernels.supports(pred)
+
+
+@contextlib.contextmanager
+def compiled_kernels(enabled: bool):
+    """Within the block, the fast path on a CPU runs the compiled kernels (``enabled``) or the PyTorch ops that other
+    devices run; tests and benchmarks compare the two engines this way. The forward picks the engine, and its
+    backward follows it even outside the block."""
+    global COMPILED_KERNELS
+    saved, COMPILED_KERNELS = COMPILED_KERNELS, bool(enabled)
+    try:
+        yield
+    finally:
+        COMPILED_KERNELS = saved
 
 
 def _loss_and_factors(sums, use_biou, l2_penalty, lambda2, eps) -> tuple[torch.Tensor, torch.Tensor]:

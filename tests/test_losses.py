@@ -14,6 +14,7 @@ from tadlab.losses import (
     boundary_band,
     class_balanced_logistic_loss,
     classification_loss,
+    compiled_kernels,
     dice_loss,
     erosion_1d,
     focal_loss,
@@ -34,10 +35,8 @@ def engine_settings(max_examples):
 def fast_engine(request):
     """Run a test with each engine of the fast path on the CPU: the compiled kernels (the CPU default) and the
     PyTorch ops that other devices run."""
-    saved = tadlab.losses.COMPILED_KERNELS
-    tadlab.losses.COMPILED_KERNELS = request.param == "compiled"
-    yield request.param
-    tadlab.losses.COMPILED_KERNELS = saved
+    with compiled_kernels(request.param == "compiled"):
+        yield request.param
 
 
 def interval_masks(length, intervals, dtype=torch.float64):
@@ -177,6 +176,9 @@ def test_compiled_kernels_serve_cpu_float32_and_float64_only():
     assert tadlab.losses._use_compiled_kernels(torch.rand(2, 5, dtype=torch.float64))
     half = torch.rand(2, 5, 5).bfloat16().requires_grad_()
     assert not tadlab.losses._use_compiled_kernels(half)
+    with compiled_kernels(False):
+        assert not tadlab.losses._use_compiled_kernels(torch.rand(2, 5))
+    assert tadlab.losses._use_compiled_kernels(torch.rand(2, 5))  # switched back after the block
     loss = mask_loss(half, (torch.rand(2, 5, 5) > 0.5).bfloat16())  # the PyTorch engine takes it
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(half.grad).all()
