@@ -163,7 +163,8 @@ def test_compiled_kernel_sums_by_hand():
     pred = torch.tensor([[0.2, 0.9, 0.5, 0.7, 0.1]], dtype=torch.float64)
     target = torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.0]], dtype=torch.float64)
     sums, offsets = mask_kernels.mask_sums(pred, target, None, 3)
-    # eroded pred [0.2, 0.2, 0.5, 0.1, 0.1] -> band [0, 0.7, 0, 0.6, 0]; eroded target [0, 0, 1, 0, 0] -> [0, 1, 0, 1, 0]
+    # eroded pred [0.2, 0.2, 0.5, 0.1, 0.1] -> band [0, 0.7, 0, 0.6, 0]
+    # eroded target [0, 0, 1, 0, 0] -> band [0, 1, 0, 1, 0]
     assert (offsets.long() + torch.arange(5) - 1).tolist() == [[0, 0, 2, 4, 4]]  # the first minima
     expected = dict(band_intersection=1.3, band_pred=1.3, band_target=2, squared_distance=0.4, target=3,
                     pred_target=2.1, pred_squared=1.6, target_squared=3)
