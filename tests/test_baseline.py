@@ -6,7 +6,7 @@ import torch
 
 from tadlab.data.collate import collate_videos
 from tadlab.data.synthetic import make_world
-from tadlab.models.baseline import SnippetClassifier
+from tadlab.models.baseline import SnippetClassifier, TemporalContextClassifier
 
 BIG = 20.0
 
@@ -97,3 +97,47 @@ def test_cuda_forward_loss_detect():
     model.loss(outputs, batch)["total"].backward()
     dets = model.detect(outputs, threshold=0.0)
     assert all(d["segments"].device.type == "cuda" for d in dets)
+
+
+def test_context_classifier_sees_its_receptive_field_and_no_further():
+    model = TemporalContextClassifier(4, 2, hidden_dim=8, dilations=(1, 2), center_features=False).eval()
+    assert model.receptive_field == 7
+    features = torch.randn(1, 4, 20)
+    changed = features.clone()
+    changed[0, :, 10] += 5.0
+    with torch.no_grad():
+        delta = (model(changed)["logits"] - model(features)["logits"]).abs().sum(1)[0]
+    moved = (delta > 1e-6).nonzero().squeeze(1).tolist()
+    assert moved == list(range(7, 14))  # snippet 10 +- 3
+
+
+def test_context_classifier_centres_features_per_video():
+    model = TemporalContextClassifier(4, 2, hidden_dim=8).eval()
+    features = torch.randn(2, 4, 16)
+    with torch.no_grad():
+        a, b = model(features)["logits"], model(features + torch.randn(2, 4, 1) * 3)["logits"]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_class_map_decoder_finds_a_run_the_runs_decoder_misses():
+    # p(class 0) dips to 0.45 in the middle: one threshold at 0.5 splits the instance, nine thresholds recover it.
+    p = torch.tensor([0.02, 0.9, 0.9, 0.45, 0.9, 0.9, 0.02])
+    logits = torch.stack([p.log(), (1 - p).log()])[None]
+    model = SnippetClassifier(4, 1)
+    (runs,) = model.detect({"logits": logits}, decoder="runs")
+    (grouped,) = model.detect({"logits": logits}, decoder="class_map")
+    assert [1.0, 6.0] not in runs["segments"].tolist()
+    assert [1.0, 6.0] in grouped["segments"].tolist()
+    with pytest.raises(ValueError, match="decoder"):
+        model.detect({"logits": logits}, decoder="masks")
+
+
+def test_context_classifier_trains_with_the_shared_loop():
+    world = make_world("anet", 8, seed=0, num_snippets=32, feature_dim=8, num_classes=3)
+    model = TemporalContextClassifier(8, 3, hidden_dim=16)
+    batch = collate_videos(world.videos)
+    losses = model.loss(model(batch["features"]), batch)
+    losses["total"].backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with pytest.raises(ValueError, match="dilations"):
+        TemporalContextClassifier(8, 3, dilations=())

@@ -1,6 +1,6 @@
 """Detectors. Each has ``forward(features (B, C, T)) -> dict``, ``loss(outputs, batch) -> dict`` with "total", and
 ``detect(outputs, ...) -> list`` of per-video {"segments" (M, 2) snippet units, "scores" (M,), "labels" (M,)}."""
-from tadlab.models.baseline import SnippetClassifier
+from tadlab.models.baseline import SnippetClassifier, TemporalContextClassifier
 from tadlab.models.gsmt import GSMT
 
-__all__ = ["GSMT", "SnippetClassifier"]
+__all__ = ["GSMT", "SnippetClassifier", "TemporalContextClassifier"]

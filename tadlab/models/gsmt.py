@@ -29,9 +29,9 @@ Choices the paper leaves open, stated here (see also :meth:`GSMT.detect`):
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from tadlab.grouping import activation_runs
 from tadlab.models.blocks import make_embedding
 from tadlab.utils import check_choice
 
@@ -304,13 +304,8 @@ def _decode_activations(active: torch.Tensor, decoding: str):
         index = any_active.nonzero()
         b, i, h = index.unbind(1)
         return b, i, first[b, i, h], last[b, i, h] + 1
-    padded = F.pad(active, (1, 1))
-    run_starts = active & ~padded[..., :-2]  # activated, previous one not
-    run_ends = active & ~padded[..., 2:]  # activated, next one not
-    # nonzero lists both in the same row-major order and every row has as many starts as ends: the k-th start
-    # pairs with the k-th end.
-    starts, ends = run_starts.nonzero(), run_ends.nonzero()
-    return starts[:, 0], starts[:, 1], starts[:, 3], ends[:, 3] + 1
+    rows, start, end = activation_runs(active)
+    return rows[:, 0], rows[:, 1], start, end
 
 
 def paper_size_cost(hidden: int = 512, layers: int = 1, embedding: str = "transformer") -> dict:
