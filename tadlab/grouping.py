@@ -8,8 +8,12 @@ levels and take every run of consecutive snippets above a level as a candidate, 
 curve; Soft-NMS then removes the duplicates the several levels create.
 
     candidates = runs of  P[c, t] >= theta   for every action class c and every theta in thresholds
-    score      = mean of P[c, t] over the run
+    score      = mean of P[c, t] over the run  minus  its mean over the flanks around the run ("contrast")
     detections = class-aware Soft-NMS of the candidates, best first
+
+The contrast (as BSN's and TAGS's "outer-inner" scores) matters: with the plain mean (``score="mean"``), the short
+high-confidence fragments that the high thresholds cut out of an instance outrank the instance itself; a
+fragment's flanks are as confident as it is, the instance's flanks are background.
 
 What grouping cannot do is the point of the detectors that follow: two instances of the same class separated by
 a gap shorter than the class map can resolve merge into one run, and a dip inside an instance (an occlusion, a
@@ -43,15 +47,23 @@ def activation_runs(active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     return starts[:, :-1], starts[:, -1], ends[:, -1] + 1
 
 
-def class_map_candidates(probs: torch.Tensor, thresholds=DEFAULT_THRESHOLDS, min_length: int = 1):
+def class_map_candidates(probs: torch.Tensor, thresholds=DEFAULT_THRESHOLDS, min_length: int = 1,
+                         score: str = "contrast", flank: float = 0.25):
     """Every (class, threshold) run of an action row of ``probs`` (B, K+1, T), background last.
 
     Returns ``video, label, start, end, score`` (R,) tensors: the candidate ``[start, end)`` in snippet units of
-    class ``label`` in video ``video``, scored by the mean of ``probs[video, label]`` over it. Identical
-    candidates found at several thresholds are kept once. Runs shorter than ``min_length`` snippets are dropped.
+    class ``label`` in video ``video``. Its score is the mean of ``probs[video, label]`` over it
+    (``score="mean"``), minus, for ``score="contrast"``, the mean over the flanks ``[start - f, start)`` and
+    ``[end, end + f)`` with ``f = max(1, round(flank * length))`` (positions past the video's ends count as 0),
+    clamped at 0. Identical candidates found at several thresholds are kept once. Runs shorter than
+    ``min_length`` snippets are dropped.
     """
     _check_probs(probs)
     thresholds = _check_thresholds(thresholds, probs)
+    if score not in ("mean", "contrast"):
+        raise ValueError(f"score must be 'mean' or 'contrast', got {score!r}")
+    if not flank > 0:
+        raise ValueError(f"flank must be positive, got {flank!r}")
     if isinstance(min_length, bool) or not isinstance(min_length, int) or min_length < 1:
         raise ValueError(f"min_length must be a positive int, got {min_length!r}")
     num_classes, num_snippets = probs.shape[1] - 1, probs.shape[2]
@@ -71,28 +83,37 @@ def class_map_candidates(probs: torch.Tensor, thresholds=DEFAULT_THRESHOLDS, min
     # Mean of the class curve over each run, from a cumulative sum (no loop over runs).
     cumulative = F.pad(action.cumsum(dim=-1), (1, 0))                                      # (B, K, T+1)
     total = cumulative[video, label, end] - cumulative[video, label, start]
-    score = total / (end - start).to(probs.dtype)
-    return video, label, start, end, score
+    length = (end - start).to(probs.dtype)
+    inside = total / length
+    if score == "mean":
+        return video, label, start, end, inside
+    # Flanks, clipped to the video; the part past either end adds nothing (background) but counts in the mean.
+    f = torch.clamp(torch.round(flank * length), min=1).long()
+    left = cumulative[video, label, start] - cumulative[video, label, (start - f).clamp_min(0)]
+    right = cumulative[video, label, (end + f).clamp_max(num_snippets)] - cumulative[video, label, end]
+    outside = (left + right) / (2 * f).to(probs.dtype)
+    return video, label, start, end, (inside - outside).clamp_min(0)
 
 
 def group_class_map(probs: torch.Tensor, thresholds=DEFAULT_THRESHOLDS, *, min_length: int = 1,
-                    top_k: int | None = 100, nms: dict | None = None) -> list[dict]:
+                    score: str = "contrast", flank: float = 0.25, top_k: int | None = 100,
+                    nms: dict | None = None) -> list[dict]:
     """Class-map grouping: ``probs`` (B, K+1, T) (softmax over K actions + background) -> one dict per video of
     ``segments`` (M, 2) snippet units, ``scores`` (M,), ``labels`` (M,) int64, best first.
 
-    Candidates from :func:`class_map_candidates`, then class-aware Soft-NMS per video (``nms``: keyword
+    Candidates from :func:`class_map_candidates` (``score``, ``flank``), then class-aware Soft-NMS per video (``nms``: keyword
     arguments of :func:`tadlab.segments.batched_soft_nms`, default gaussian with sigma 0.5) keeping ``top_k``
     (None: all).
     """
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
     nms = {"method": "gaussian", "sigma": 0.5} if nms is None else dict(nms)
-    video, label, start, end, score = class_map_candidates(probs, thresholds, min_length)
+    video, label, start, end, scores = class_map_candidates(probs, thresholds, min_length, score, flank)
     segments = torch.stack([start, end], dim=1).to(probs.dtype)
     detections = []
     for b in range(probs.shape[0]):  # one Soft-NMS per video; the candidates were found batched
         own = (video == b).nonzero().squeeze(1)
-        kept_segments, kept_scores, kept_labels, _ = batched_soft_nms(segments[own], score[own], label[own],
+        kept_segments, kept_scores, kept_labels, _ = batched_soft_nms(segments[own], scores[own], label[own],
                                                                       top_k=top_k, **nms)
         detections.append({"segments": kept_segments, "scores": kept_scores, "labels": kept_labels.long()})
     return detections

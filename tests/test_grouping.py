@@ -21,7 +21,7 @@ def test_activation_runs_lists_every_run_in_row_major_order():
 def test_candidates_are_runs_at_every_threshold_scored_by_the_mean():
     #                  t:  0    1    2    3    4    5
     probs = class_map([[0.1, 0.8, 0.6, 0.2, 0.9, 0.1]])
-    video, label, start, end, score = class_map_candidates(probs, thresholds=(0.5, 0.7))
+    video, label, start, end, score = class_map_candidates(probs, thresholds=(0.5, 0.7), score="mean")
     found = sorted(zip(start.tolist(), end.tolist(), score.tolist()))
     # theta 0.5: [1, 3) and [4, 5); theta 0.7: [1, 2) and [4, 5) (the latter found twice, kept once).
     assert [(s, e) for s, e, _ in found] == [(1, 2), (1, 3), (4, 5)]
@@ -46,11 +46,17 @@ def test_classes_and_videos_stay_apart():
     assert detections[0]["labels"].dtype == torch.int64
 
 
-def test_soft_nms_ranks_and_top_k_caps():
+def test_contrast_prefers_a_whole_instance_to_its_core():
+    #                    t:  0    1    2     3    4    5    6    7
     probs = class_map([[0.2, 0.6, 0.95, 0.6, 0.2, 0.0, 0.7, 0.7]])
-    (det,) = group_class_map(probs)
+    _, _, start, end, score = class_map_candidates(probs, thresholds=(0.5, 0.9))
+    found = dict(zip(zip(start.tolist(), end.tolist()), [round(x, 4) for x in score.tolist()]))
+    # [2, 3): 0.95 inside, flanks of one snippet 0.6 and 0.6; [1, 4): 0.7167 inside, flanks 0.2 and 0.2;
+    # [6, 8): 0.7 inside, flanks 0.0 and past the end (0).
+    assert found == {(2, 3): 0.35, (1, 4): 0.5167, (6, 8): 0.7}
+    (det,) = group_class_map(probs, thresholds=(0.5, 0.9))
     assert torch.all(det["scores"][:-1] >= det["scores"][1:])
-    assert det["segments"][0].tolist() == [2.0, 3.0]  # the 0.95 peak alone scores highest
+    assert det["segments"][:2].tolist() == [[6.0, 8.0], [1.0, 4.0]]
     (capped,) = group_class_map(probs, top_k=2)
     assert len(capped["scores"]) == 2
 
@@ -70,5 +76,7 @@ def test_bad_input_is_named():
         group_class_map(class_map([[0.5]]), top_k=0)
     with pytest.raises(ValueError, match="min_length"):
         class_map_candidates(class_map([[0.5]]), min_length=0)
+    with pytest.raises(ValueError, match="score"):
+        class_map_candidates(class_map([[0.5]]), score="max")
     with pytest.raises(TypeError, match="active"):
         activation_runs(torch.zeros(3))

@@ -2,36 +2,41 @@
 
 Each video is a feature sequence ``(C, T)`` (channels-first, as a real pre-extracted feature file resampled to
 T snippets) with action instances ``[start, end)`` in snippet units, a class per instance and a duration in
-seconds. The annotations also come out as ActivityNet JSON (seconds, two decimals, subsets "training" and
-"validation"), exactly as a real dataset's ground truth, so the whole real-data path (schema, evaluation)
-runs unchanged on it.
+seconds. The annotations also come out as ActivityNet JSON (seconds, two decimals, subsets "training",
+"validation" and "testing"), so the whole real-data path (schema, evaluation) runs unchanged on it.
 
-How a video's features are made (all vectorised over videos, so hundreds of videos take milliseconds):
+The two presets model the statistics that make THUMOS14 and ActivityNet-1.3 hard (measured on their public
+annotation files by :func:`tadlab.data.statistics.dataset_statistics`; ``results/real_benchmarks.json``), one
+:class:`WorldConfig` knob per property, and nothing chosen to make a particular detector win:
 
-    x[:, t] = gain * sum_i  amplitude_i * profile_i(t) * prototype_{class_i}      (action instances)
-            + gain * sum_j  amplitude_j * profile_j(t) * prototype_{class_j}      (distractors, outside actions)
-            + drift(t) + offset + noise * N(0, I)
+* **where the instances are** (:mod:`tadlab.data.layout`): one class per video (THUMOS14: 84-87 % of videos;
+  ActivityNet: 99.9 %), a few videos with a second class and, in THUMOS14, one class always annotated twice
+  (CliffDiving is also Diving); heavy-tailed instance counts; repetitions of the same action separated by short
+  gaps; instance lengths from a few snippets to the whole video; duplicate (overlapping) annotations.
+* **what a snippet shows** (below): instances are not uniform. Each has an onset, a core and an offset; onset
+  and offset look alike across classes (getting ready, walking away), only the core tells the class. Some
+  instances have a dropout (an occlusion, a cut, a pause) where the evidence falls to the background's level.
+  Outside the instances there are hard negatives: onsets without a core (false starts) and weak class-like
+  bursts (distractors).
 
-* ``profile(t) = sigmoid((t + 0.5 - start) / w) * sigmoid((end - t - 0.5) / w)``: evidence ramps up and down
-  softly around each boundary (half strength at the boundary itself), so a boundary is a gradient, not a step.
-* prototypes are unit vectors that share a common component (classes look alike), jittered per video.
+How a video's features are made (vectorised over all events of all videos, so 1,000 videos take a fraction of a
+second)::
+
+    x[:, t] = gain * sum_events amplitude_e * profile_e(t) * prototype_e  +  drift(t) + offset + noise * N(0, I)
+
+* ``profile(t) = sigmoid((t + 0.5 - start) / w) * sigmoid((end - t - 0.5) / w)`` (times a dip for a dropout):
+  evidence ramps up and down softly around each boundary (half strength at the boundary itself).
+* events: an instance's onset, core and offset (prototypes ON, class, OFF), false starts (ON), distractors
+  (a class prototype, weaker and shorter). Class prototypes are unit vectors sharing a common component (classes
+  look alike) and are jittered per video; ON and OFF are shared by all classes.
 * per video: a gain, an offset vector and a slow drift (low-frequency noise), so absolute evidence levels are
   not comparable between videos; context within the video is.
-* distractors: class-like bursts outside the actions, weaker and shorter than real instances, so that
-  "any evidence at all" is not "an action".
 
-A per-snippet classifier sees each snippet alone, so noise fragments its segments, distractors give false
-positives and ramps blur its boundaries; a model with temporal context can recover the annotated boundaries.
-The presets' noise levels were chosen so (600 videos, 30 epochs, validation subset, world seeds 0 and 1):
-``tadlab.models.baseline.SnippetClassifier`` reaches an average mAP (tIoU 0.5:0.95) of about 0.16-0.21
-("thumos") and 0.17 ("anet"), while a small dilated temporal CNN trained and decoded the same way reaches
-0.34-0.39 and 0.61. The drift is kept small: slow drift along the class directions is the one nuisance that
-context cannot average out.
-
-    world = make_world("thumos", num_videos=200, seed=0, noise=0.3)
+    world = make_world("thumos", num_videos=300, seed=0)
     world.videos[0]            # {"video_id", "features" (C, T), "segments" (N, 2), "labels" (N,), "duration"}
     world.ground_truth         # ActivityNet JSON dict
-    world.dataset("training")  # torch Dataset of items
+    world.dataset("testing")   # torch Dataset of items
+    world.statistics()         # the properties above, as for a real benchmark
 """
 from __future__ import annotations
 
@@ -42,62 +47,112 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-SUBSETS = ("training", "validation")
+from tadlab.data.layout import _log_normal, draw_durations, place_instances
+
+SUBSETS = ("training", "validation", "testing")
 
 
 @dataclass(frozen=True)
 class WorldConfig:
     """Every knob of the world; a preset fills them all and ``make_world(**overrides)`` replaces some.
 
-    Ranges are ``(low, high)`` pairs; fractions are of the video's length T.
+    Ranges are ``(low, high)`` pairs; "log-normal (median, sigma)" pairs give the median and the standard
+    deviation of the logarithm. Fractions of the video are of its length T (or of its duration: the same).
+    The real figures quoted are THUMOS14 validation/test and ActivityNet-1.3 training/validation.
     """
 
     num_snippets: int            # T, snippets per video
     feature_dim: int             # C, feature channels
     num_classes: int             # K action classes
-    num_instances: tuple         # (min, max) action instances per video, integers, inclusive
-    instance_length: tuple       # (min, max) instance length as a fraction of T, drawn log-uniformly
-    max_coverage: float          # at most this fraction of T is action (longer draws are shrunk to fit)
+    # -- where the instances are (tadlab.data.layout) ------------------------------------------------------------
+    num_instances: tuple         # log-normal (median, sigma) of instances per video, rounded, at least 1.
+    #                              THUMOS14: mean 15, median 8-9; ActivityNet: 75 % one, 13 % two, 8 % 3-4, 3 % 5-8
+    max_instances: int           # cap on instances per video (THUMOS14 reaches 128-218); also capped by what fits
+    #                              in T snippets with min_length and min_gap
+    action_fraction: tuple       # Beta (mean, concentration) of the share of a video that is action
+    #                              (THUMOS14: 0.29; ActivityNet: 0.65, 0.71 in single-instance videos)
+    whole_video: float           # share of single-instance videos whose instance covers 0.8-1.0 of the video
+    #                              (ActivityNet: 24 % of instances cover more than 0.8; half the single ones)
+    length_concentration: float  # Dirichlet concentration splitting the action share among the instances: smaller
+    #                              is more varied (THUMOS14: median length 1 % of the video, mean 2 %)
+    gap_concentration: float     # the same for the background between instances (THUMOS14 same-class gaps: median
+    #                              3.2 s, 21-24 % under 1 s; ActivityNet: median 8.8 s)
+    margin_weight: float         # weight of the background before the first and after the last instance, relative to
+    #                              a gap between two instances
+    min_length: float            # snippets an instance covers at least (compresses THUMOS14's shortest instances)
     min_gap: float               # snippets of background at least between consecutive instances
-    duration: tuple              # (min, max) video duration in seconds
-    ramp: tuple                  # (min, max) boundary softness w in snippets (capped at a quarter of the length)
-    amplitude: tuple             # (min, max) evidence strength of an instance
+    second_class: float          # share of videos with a second class (THUMOS14: CricketBowling with CricketShot)
+    nested_classes: int          # (child, parent) class pairs (2i, 2i + 1), at most K // 2: every child instance is
+    #                              also annotated as the parent (THUMOS14: every CliffDiving is also a Diving, 17 %
+    #                              of its instances overlap another; two pairs stand in for its one frequent pair;
+    #                              ActivityNet: none)
+    duplicates: float            # share of instances annotated a second time, same class, boundaries moved
+    #                              (ActivityNet: 2.2-2.5 % of instances overlap another, 94-97 % of them same class)
+    duration: tuple              # log-normal (median, sigma) of the video duration in seconds at the median count
+    duration_count_exponent: float  # duration grows as count ** this (THUMOS14: ~70 s with one instance, ~330 s
+    #                              with more than 32; ActivityNet: 105 s to 220 s)
+    duration_range: tuple        # (min, max) seconds the duration is clipped to
+    # -- what a snippet shows ----------------------------------------------------------------------------------
+    ramp: tuple                  # (min, max) boundary softness w in snippets (capped at a quarter of the event)
+    amplitude: tuple             # (min, max) evidence strength of an instance's core
+    phase: tuple                 # (min, max) share of an instance taken by its onset, and again by its offset
+    phase_amplitude: float       # strength of onset and offset relative to the core
+    dropout: float               # probability that an instance has one dropout (evidence falls to background)
+    dropout_length: tuple        # (min, max) dropout length as a fraction of its instance
+    false_starts: tuple          # (min, max) onsets without a core per video, outside the instances
+    distractors: tuple           # (min, max) weak class-like bursts per video, outside the instances
+    distractor_length: tuple     # (min, max) distractor length in snippets
+    distractor_amplitude: tuple  # (min, max) distractor strength relative to an instance's amplitude
     noise: float                 # std of the white noise per channel and snippet
     drift: float                 # std of the slow per-video drift (low-frequency noise)
     offset: float                # std of the per-video constant offset per channel
     gain: tuple                  # (min, max) per-video gain on all evidence, drawn log-uniformly
-    class_similarity: float      # weight of the component all prototypes share, in [0, 1)
+    class_similarity: float      # weight of the component all class prototypes share, in [0, 1)
     prototype_jitter: float      # per-video perturbation of the prototypes (relative to their unit norm)
-    distractors: tuple           # (min, max) distractor bursts per video (those that would overlap an action drop)
-    distractor_length: tuple     # (min, max) distractor length as a fraction of T
-    distractor_amplitude: tuple  # (min, max) distractor strength relative to an instance's amplitude
-    validation_fraction: float   # fraction of videos in the "validation" subset (the last ones)
+    # -- splits ------------------------------------------------------------------------------------------------
+    validation_fraction: float   # share of videos in "validation" (choose recipes there)
+    testing_fraction: float      # share of videos in "testing" (report there); the last videos of the world
 
 
 PRESETS: dict[str, WorldConfig] = {
-    # THUMOS14-like: long-ish videos with many short instances (2-16 snippets of 128).
+    # THUMOS14-like: ~210 s videos, many short repeated instances of one class, ~30 % of the video is action.
+    # T = 256 snippets (0.8 s each in a 210 s video): the shortest real instances are lengthened to 2 snippets
+    # and the shortest gaps to 1, so every instance can still be told apart at snippet resolution.
     "thumos": WorldConfig(
-        num_snippets=128, feature_dim=64, num_classes=10, num_instances=(3, 10),
-        instance_length=(2 / 128, 16 / 128), max_coverage=0.7, min_gap=1.0, duration=(90.0, 300.0),
-        ramp=(0.3, 1.2), amplitude=(0.8, 1.4), noise=0.17, drift=0.05, offset=0.15, gain=(0.6, 1.5),
-        class_similarity=0.5, prototype_jitter=0.3, distractors=(1, 5), distractor_length=(1 / 128, 4 / 128),
-        distractor_amplitude=(0.4, 0.8), validation_fraction=0.3,
+        num_snippets=256, feature_dim=64, num_classes=20,
+        num_instances=(8.5, 1.1), max_instances=48, action_fraction=(0.22, 6.0), whole_video=0.0,
+        length_concentration=2.0, gap_concentration=0.35, margin_weight=3.0, min_length=2.0, min_gap=1.0,
+        second_class=0.10, nested_classes=2, duplicates=0.002, duration=(180.0, 0.5), duration_count_exponent=0.35,
+        duration_range=(20.0, 1200.0),
+        ramp=(0.3, 1.0), amplitude=(0.8, 1.4), phase=(0.1, 0.25), phase_amplitude=0.8, dropout=0.1,
+        dropout_length=(0.15, 0.35), false_starts=(1, 6), distractors=(1, 6), distractor_length=(1.0, 4.0),
+        distractor_amplitude=(0.4, 0.8), noise=0.17, drift=0.05, offset=0.15, gain=(0.6, 1.5),
+        class_similarity=0.5, prototype_jitter=0.3, validation_fraction=0.2, testing_fraction=0.2,
     ),
-    # ActivityNet-like: one to three long instances, each 10-80% of the video.
+    # ActivityNet-like: ~120 s videos, mostly one long instance (often nearly the whole video), one class each.
     "anet": WorldConfig(
-        num_snippets=100, feature_dim=64, num_classes=10, num_instances=(1, 3),
-        instance_length=(0.1, 0.8), max_coverage=0.9, min_gap=2.0, duration=(30.0, 240.0),
-        ramp=(1.0, 4.0), amplitude=(0.8, 1.4), noise=0.15, drift=0.05, offset=0.15, gain=(0.6, 1.5),
-        class_similarity=0.5, prototype_jitter=0.3, distractors=(1, 4), distractor_length=(0.02, 0.06),
-        distractor_amplitude=(0.4, 0.8), validation_fraction=0.3,
+        num_snippets=100, feature_dim=64, num_classes=20,
+        num_instances=(0.76, 1.0), max_instances=16, action_fraction=(0.5, 3.0), whole_video=0.5,
+        length_concentration=1.0, gap_concentration=1.0, margin_weight=1.0, min_length=1.0, min_gap=1.0,
+        second_class=0.002, nested_classes=0, duplicates=0.0125, duration=(92.0, 0.55), duration_count_exponent=0.25,
+        duration_range=(10.0, 600.0),
+        ramp=(1.0, 4.0), amplitude=(0.8, 1.4), phase=(0.05, 0.15), phase_amplitude=0.8, dropout=0.5,
+        dropout_length=(0.05, 0.2), false_starts=(0, 2), distractors=(1, 4), distractor_length=(2.0, 6.0),
+        distractor_amplitude=(0.4, 0.8), noise=0.15, drift=0.05, offset=0.15, gain=(0.6, 1.5),
+        class_similarity=0.5, prototype_jitter=0.3, validation_fraction=0.2, testing_fraction=0.2,
     ),
 }
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(WorldConfig))
-_INT_FIELDS = {"num_snippets", "feature_dim", "num_classes"}
-_INT_RANGES = {"num_instances", "distractors"}
-_RANGES = {"instance_length", "duration", "ramp", "amplitude", "gain", "distractor_length",
-           "distractor_amplitude"} | _INT_RANGES
+_INT_FIELDS = {"num_snippets", "feature_dim", "num_classes", "max_instances"}
+_INT_RANGES = {"false_starts", "distractors"}
+_LOG_NORMALS = {"num_instances", "duration"}
+_PAIRS = {"action_fraction"}
+_RANGES = {"duration_range", "ramp", "amplitude", "phase", "dropout_length", "distractor_length",
+           "distractor_amplitude", "gain"} | _INT_RANGES
+_SHARES = {"whole_video", "second_class", "duplicates", "dropout"}
+_POSITIVE = {"length_concentration", "gap_concentration"}
+_NON_NEGATIVE = {"min_length", "min_gap", "margin_weight", "duration_count_exponent", "noise", "drift", "offset", "prototype_jitter", "phase_amplitude"}
 
 
 class SyntheticDataset(Dataset):
@@ -118,7 +173,7 @@ class SyntheticWorld:
     """A generated world: items, ActivityNet ground truth and the config that made them.
 
     ``videos[i]``: ``{"video_id": str, "features": float32 (C, T), "segments": float32 (N, 2) snippet units,
-    "labels": int64 (N,), "duration": float seconds}``; ``subsets[i]`` is "training" or "validation".
+    "labels": int64 (N,), "duration": float seconds}``; ``subsets[i]`` is "training", "validation" or "testing".
     """
 
     preset: str
@@ -142,12 +197,18 @@ class SyntheticWorld:
         return self.config.feature_dim
 
     def video_ids(self, subset: str | None = None) -> list[str]:
-        """Ids of the videos in ``subset`` ("training", "validation" or None for all), in world order."""
+        """Ids of the videos in ``subset`` ("training", "validation", "testing" or None for all), in world order."""
         return [item["video_id"] for item in self._select(subset)]
 
     def dataset(self, subset: str | None = None) -> SyntheticDataset:
-        """A torch ``Dataset`` of the items in ``subset`` ("training", "validation" or None for all)."""
+        """A torch ``Dataset`` of the items in ``subset`` ("training", "validation", "testing" or None for all)."""
         return SyntheticDataset(self._select(subset))
+
+    def statistics(self, subset: str | None = None) -> dict:
+        """:func:`tadlab.data.statistics.dataset_statistics` of this world's ground truth (in ``subset``)."""
+        from tadlab.data.statistics import dataset_statistics
+
+        return dataset_statistics(self.ground_truth, subset)
 
     def _select(self, subset: str | None) -> list[dict]:
         if subset is not None and subset not in SUBSETS:
@@ -159,7 +220,8 @@ def make_world(preset: str = "thumos", num_videos: int = 200, seed: int = 0, **o
     """Generate ``num_videos`` videos of a preset world ("thumos" or "anet"), deterministic from ``seed``.
 
     ``overrides`` replace fields of the preset's :class:`WorldConfig` (e.g. ``num_snippets=64, noise=0.3``).
-    The last ``round(validation_fraction * num_videos)`` videos form the "validation" subset.
+    The last ``round(testing_fraction * num_videos)`` videos form "testing", the ``round(validation_fraction *
+    num_videos)`` before them "validation", the rest "training".
     """
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -176,118 +238,161 @@ def make_world(preset: str = "thumos", num_videos: int = 200, seed: int = 0, **o
     rng = np.random.default_rng(int(seed))
     num_videos = int(num_videos)
     T, K = config.num_snippets, config.num_classes
-    durations = np.round(rng.uniform(*config.duration, size=num_videos), 2)
-    starts, ends, classes, valid = _place_instances(rng, config, num_videos)
+    layout = place_instances(rng, config, num_videos)
+    durations = draw_durations(rng, config, layout.counts)
+    features = _render_features(rng, config, layout)                                       # (V, C, T)
+
     # Annotations live in seconds with two decimals, as real ones do; snippet units are derived from them so
-    # that the items, the features and the JSON all agree exactly.
-    seconds = np.stack([starts, ends], axis=-1) * (durations / T)[:, None, None]
-    seconds = np.clip(np.round(seconds, 2), 0.0, durations[:, None, None])
-    seconds[..., 1] = np.maximum(seconds[..., 1], seconds[..., 0] + 0.01)  # rounding never empties an instance
-    segments = np.clip(seconds * (T / durations)[:, None, None], 0.0, T)
-    features = _render_features(rng, config, segments, classes, valid)
+    # that the items and the JSON agree exactly (the features were rendered at the unrounded times).
+    scale = durations[layout.annotation_video] / T
+    seconds = np.round(layout.annotations * scale[:, None], 2)
+    seconds[:, 1] = np.maximum(seconds[:, 1], seconds[:, 0] + 0.01)  # rounding never empties an instance
+    seconds = np.minimum(seconds, durations[layout.annotation_video][:, None])
+    segments = (seconds / scale[:, None]).astype(np.float32)
 
     class_names = [f"action_{k:02d}" for k in range(K)]
+    num_testing = round(config.testing_fraction * num_videos)
     num_validation = round(config.validation_fraction * num_videos)
-    subsets = ["training"] * (num_videos - num_validation) + ["validation"] * num_validation
-    features_t = torch.from_numpy(features)
+    num_training = num_videos - num_validation - num_testing
+    subsets = ["training"] * num_training + ["validation"] * num_validation + ["testing"] * num_testing
+    bounds = np.searchsorted(layout.annotation_video, np.arange(num_videos + 1))
     videos, database = [], {}
     for v in range(num_videos):
         video_id = f"{preset}_{seed}_{v:05d}"
-        keep = valid[v]
+        own = slice(bounds[v], bounds[v + 1])
+        labels = layout.annotation_label[own]
         videos.append({
             "video_id": video_id,
-            "features": features_t[v],
-            "segments": torch.from_numpy(segments[v, keep].astype(np.float32)),
-            "labels": torch.from_numpy(classes[v, keep].astype(np.int64)),
+            "features": features[v],
+            "segments": torch.from_numpy(segments[own]),
+            "labels": torch.from_numpy(labels.astype(np.int64)),
             "duration": float(durations[v]),
         })
         database[video_id] = {
             "subset": subsets[v],
             "duration": float(durations[v]),
             "annotations": [{"segment": [float(s), float(e)], "label": class_names[c]}
-                            for (s, e), c in zip(seconds[v, keep].tolist(), classes[v, keep].tolist())],
+                            for (s, e), c in zip(seconds[own].tolist(), labels.tolist())],
         }
     ground_truth = {"version": f"tadlab synthetic {preset} seed={seed}", "database": database}
     return SyntheticWorld(preset, int(seed), config, class_names, videos, subsets, ground_truth)
 
 
-def _place_instances(rng: np.random.Generator, config: WorldConfig, num_videos: int):
-    """Non-overlapping instances in snippet units, sorted in time.
-
-    Returns ``starts, ends`` float64 ``(V, M)``, ``classes`` int64 ``(V, M)`` and ``valid`` bool ``(V, M)``,
-    with M the maximal instance count; invalid slots are zero.
-    """
-    T = config.num_snippets
-    low, high = config.num_instances
-    counts = rng.integers(low, high + 1, size=num_videos)
-    slots = np.arange(high)
-    valid = slots[None, :] < counts[:, None]
-    lengths = T * _log_uniform(rng, *config.instance_length, size=(num_videos, high)) * valid
-    gaps_between = config.min_gap * np.maximum(counts - 1, 0)
-    # Shrink the videos whose draws do not fit, keeping the relative lengths.
-    budget = config.max_coverage * T - gaps_between
-    lengths *= np.minimum(1.0, budget / np.maximum(lengths.sum(1), 1e-9))[:, None]
-    free = T - lengths.sum(1) - gaps_between
-    # Split the free background into counts+1 random gaps (before, between and after the instances).
-    weights = rng.exponential(size=(num_videos, high + 1)) * (np.arange(high + 1)[None, :] <= counts[:, None])
-    gaps = free[:, None] * weights / weights.sum(1, keepdims=True)
-    starts = np.cumsum(gaps[:, :-1], 1) + np.cumsum(lengths, 1) - lengths + config.min_gap * slots[None, :]
-    ends = starts + lengths
-    classes = rng.integers(0, config.num_classes, size=(num_videos, high))
-    return starts * valid, ends * valid, classes * valid, valid
-
-
-def _render_features(rng: np.random.Generator, config: WorldConfig, segments: np.ndarray, classes: np.ndarray,
-                     valid: np.ndarray) -> np.ndarray:
-    """Features ``(V, C, T)`` float32 for instances ``segments (V, M, 2)`` (snippet units) of ``classes (V, M)``."""
-    V, M = classes.shape
-    T, C, K = config.num_snippets, config.feature_dim, config.num_classes
-    # Class prototypes: a shared component (classes look alike) plus a class-specific one, unit norm.
+def _render_features(rng: np.random.Generator, config: WorldConfig, layout) -> torch.Tensor:
+    """Features ``(V, C, T)`` float32 tensor of the instances in ``layout`` plus hard negatives and nuisances."""
+    V, T, C, K = layout.num_videos, config.num_snippets, config.feature_dim, config.num_classes
+    ON, OFF = K, K + 1  # prototype indices of the shared onset and offset
     shared = _unit(rng.standard_normal(C))
     specific = _unit(rng.standard_normal((K, C)))
-    prototypes = _unit(config.class_similarity * shared + (1 - config.class_similarity) * specific)
-    jitter = config.prototype_jitter / np.sqrt(C) * rng.standard_normal((V, K, C))
-    video_prototypes = _unit(prototypes[None] + jitter)                                   # (V, K, C)
+    prototypes = np.concatenate([_unit(config.class_similarity * shared + (1 - config.class_similarity) * specific),
+                                 _unit(rng.standard_normal((2, C)))])                       # (K + 2, C)
+    jitter = config.prototype_jitter / np.sqrt(C) * rng.standard_normal((V, K + 2, C))
+    video_prototypes = _unit(prototypes[None] + jitter).astype(np.float32)                 # (V, K + 2, C)
 
-    # Distractors: short, weak class-like bursts; those overlapping an action (with a margin) are dropped.
-    low, high = config.distractors
-    num_d = rng.integers(low, high + 1, size=V)
-    d_len = T * _log_uniform(rng, *config.distractor_length, size=(V, high))
-    d_start = rng.uniform(0.0, 1.0, size=(V, high)) * (T - d_len)
-    d_class = rng.integers(0, K, size=(V, high))
-    margin = 2.0
-    overlaps = ((d_start[:, :, None] < segments[:, None, :, 1] + margin)
-                & (d_start[:, :, None] + d_len[:, :, None] > segments[:, None, :, 0] - margin)
-                & valid[:, None, :]).any(-1)
-    d_valid = (np.arange(high)[None, :] < num_d[:, None]) & ~overlaps
+    # Instances: onset, core and offset events (rendered at the layout's unrounded times).
+    video, start, end, label = layout.instance_video, layout.instances[:, 0], layout.instances[:, 1], layout.label
+    n = len(video)
+    length = end - start
+    onset = length * rng.uniform(*config.phase, size=n)
+    offset = length * rng.uniform(*config.phase, size=n)
+    core_amplitude = rng.uniform(*config.amplitude, size=n)
+    events = [
+        (video, start, start + onset, np.full(n, ON), config.phase_amplitude * core_amplitude),
+        (video, start + onset, end - offset, label, core_amplitude),
+        (video, end - offset, end, np.full(n, OFF), config.phase_amplitude * core_amplitude),
+    ]
+    # Dropouts: a dip inside the core where the evidence falls to the background's level.
+    has_dip = rng.random(n) < config.dropout
+    dip_length = length * rng.uniform(*config.dropout_length, size=n)
+    dip_start = start + onset + rng.random(n) * np.maximum(length - onset - offset - dip_length, 0.0)
+    # Hard negatives outside the instances: false starts (an onset, no core) and distractors (weak class bursts).
+    for count_range, kind in ((config.false_starts, "false_start"), (config.distractors, "distractor")):
+        where, d_start, d_end = _free_slots(rng, layout, count_range, config, kind)
+        if kind == "false_start":
+            d_label = np.full(len(where), ON)
+            strength = config.phase_amplitude * rng.uniform(*config.amplitude, size=len(where))
+        else:
+            d_label = rng.integers(0, K, size=len(where))
+            strength = rng.uniform(*config.amplitude, size=len(where)) * rng.uniform(
+                *config.distractor_amplitude, size=len(where))
+        events.append((where, d_start, d_end, d_label, strength))
 
-    # One event list per video: instances then distractors, each with a start, end, class and strength.
-    ev_start = np.concatenate([segments[..., 0], d_start], 1)
-    ev_end = np.concatenate([segments[..., 1], d_start + d_len], 1)
-    ev_class = np.concatenate([classes, d_class], 1)
-    amplitude = rng.uniform(*config.amplitude, size=(V, M + high))
-    amplitude[:, M:] *= rng.uniform(*config.distractor_amplitude, size=(V, high))
-    amplitude *= np.concatenate([valid, d_valid], 1)
-    softness = np.minimum(rng.uniform(*config.ramp, size=(V, M + high)), (ev_end - ev_start) / 4 + 1e-3)
-
-    centres = np.arange(T) + 0.5
-    profile = (_sigmoid((centres - ev_start[..., None]) / softness[..., None])
-               * _sigmoid((ev_end[..., None] - centres) / softness[..., None]))         # (V, E, T)
-    event_prototypes = np.take_along_axis(video_prototypes, ev_class[..., None], axis=1)   # (V, E, C)
+    ev_video, ev_start, ev_end, ev_proto, ev_amp = (np.concatenate(parts) for parts in zip(*events))
+    ev_dip = np.zeros((len(ev_video), 2))
+    ev_dip[n:2 * n] = np.where(has_dip[:, None], np.stack([dip_start, dip_start + dip_length], 1), 0.0)
+    softness = np.minimum(rng.uniform(*config.ramp, size=len(ev_video)), (ev_end - ev_start) / 4 + 1e-3)
     gain = _log_uniform(rng, *config.gain, size=V)
-    weighted = (gain[:, None] * amplitude)[..., None] * profile                            # (V, E, T)
-    # torch.bmm: numpy's batched matmul of many small matrices is several times slower.
-    features = torch.bmm(torch.from_numpy(event_prototypes.transpose(0, 2, 1).astype(np.float32)),
-                         torch.from_numpy(weighted.astype(np.float32))).numpy()
+    # Sum every event's evidence into its video's prototype row: (V * (K + 2), T).
+    weights = _accumulate_events(V * (K + 2), T, ev_video * (K + 2) + ev_proto, ev_start, ev_end, softness,
+                                 gain[ev_video] * ev_amp, ev_dip)
+    features = torch.bmm(torch.from_numpy(video_prototypes.transpose(0, 2, 1).copy()), weights.reshape(V, K + 2, T))
 
-    # Nuisances: per-video offset, slow drift (coarse noise interpolated to T), white noise.
-    features += np.float32(config.offset) * rng.standard_normal((V, C, 1), dtype=np.float32)
+    # Nuisances: per-video offset, slow drift (coarse noise interpolated to T), white noise. torch draws the
+    # large tensors (several times faster than numpy), from a generator seeded by the world's rng.
+    noise = torch.Generator().manual_seed(int(rng.integers(2**63)))
+    features += config.offset * torch.randn(V, C, 1, generator=noise)
     knots = max(T // 16, 2)
-    coarse = rng.standard_normal((V, C, knots), dtype=np.float32)
-    drift = (coarse.reshape(V * C, knots) @ _interpolation_matrix(knots, T)).reshape(V, C, T)
-    features += np.float32(config.drift) * drift
-    features += np.float32(config.noise) * rng.standard_normal((V, C, T), dtype=np.float32)
+    coarse = torch.randn(V * C, knots, generator=noise)
+    features += config.drift * (coarse @ torch.from_numpy(_interpolation_matrix(knots, T))).reshape(V, C, T)
+    features += config.noise * torch.randn(V, C, T, generator=noise)
     return features
+
+
+def _free_slots(rng: np.random.Generator, layout, count_range, config: WorldConfig, kind: str):
+    """Hard-negative events that keep a margin of 2 snippets from every instance: ``video, start, end`` (E,)."""
+    T = config.num_snippets
+    low, high = count_range
+    counts = rng.integers(low, high + 1, size=layout.num_videos)
+    video = np.repeat(np.arange(layout.num_videos), counts)
+    if kind == "false_start":  # as long as the onset of a typical instance, at least one snippet
+        typical = T * config.action_fraction[0] / max(config.num_instances[0], 1.0)
+        length = np.maximum(1.0, typical * rng.uniform(*config.phase, size=len(video)))
+    else:
+        length = rng.uniform(*config.distractor_length, size=len(video))
+    length = np.minimum(length, T / 4)
+    start = rng.uniform(0.0, 1.0, size=len(video)) * (T - length)
+    # Each event against every instance of its video: instances padded per video to (V, M, 2).
+    bounds = np.searchsorted(layout.instance_video, np.arange(layout.num_videos + 1))
+    rank = np.arange(len(layout.instance_video)) - bounds[layout.instance_video]
+    padded = np.full((layout.num_videos, max(int(rank.max(initial=0)) + 1, 1), 2), np.nan)
+    padded[layout.instance_video, rank] = layout.instances
+    own = padded[video]                                                                     # (E, M, 2)
+    margin = 2.0
+    clash = ((start[:, None] < own[..., 1] + margin) & (start[:, None] + length[:, None] > own[..., 0] - margin))
+    keep = ~clash.any(1)
+    return video[keep], start[keep], start[keep] + length[keep]
+
+
+def _accumulate_events(rows: int, T: int, row: np.ndarray, start: np.ndarray, end: np.ndarray, softness: np.ndarray,
+                       amplitude: np.ndarray, dip: np.ndarray) -> torch.Tensor:
+    """``(rows, T)`` float32: the sum over events of ``amplitude * box(start, end) * (1 - box(dip))`` in row ``row``.
+
+    A box is ~1 inside ``[start, end)`` with sigmoid ramps of width ``softness``. Each event is drawn only on a
+    window around it (events are mostly short), windows grouped by size so each group is one tensor operation.
+    """
+    reach = 8 * softness + 2
+    first = np.clip(np.floor(start - reach), 0, T).astype(np.int64)
+    needed = np.clip(np.ceil(end + reach), 0, T).astype(np.int64) - first
+    width = np.minimum(2 ** np.ceil(np.log2(np.maximum(needed, 1))).astype(np.int64), T)
+    flat = torch.zeros(rows * T)
+    for size in np.unique(width):
+        pick = np.flatnonzero(width == size)
+        position = torch.from_numpy(first[pick])[:, None] + torch.arange(int(size))             # (E_w, W)
+        centre = position.to(torch.float32) + 0.5
+
+        def column(x):
+            return torch.from_numpy(np.asarray(x[pick], dtype=np.float32))[:, None]
+
+        soft = column(softness)
+        box = torch.sigmoid((centre - column(start)) / soft) * torch.sigmoid((column(end) - centre) / soft)
+        dip_soft = column(np.maximum(softness, 0.3))
+        has_dip = column(dip[:, 1] > dip[:, 0])
+        box = box * (1 - has_dip * torch.sigmoid((centre - column(dip[:, 0])) / dip_soft)
+                     * torch.sigmoid((column(dip[:, 1]) - centre) / dip_soft))
+        inside = position < T
+        index = (torch.from_numpy(row[pick])[:, None] * T + position)[inside]
+        flat.index_add_(0, index, (column(amplitude) * box)[inside])
+    return flat.reshape(rows, T)
 
 
 def _interpolation_matrix(knots: int, num: int) -> np.ndarray:
@@ -306,58 +411,78 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float, size) -> np.
     return np.exp(rng.uniform(np.log(low), np.log(high), size=size))
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 def _as_field(name: str, value):
-    """Normalise an override: ranges become tuples, so configs stay hashable and comparable."""
-    if name in _RANGES:
+    """Normalise an override: pairs become tuples, so configs stay hashable and comparable."""
+    if name in _RANGES or name in _LOG_NORMALS or name in _PAIRS:
         if not isinstance(value, (tuple, list)) or len(value) != 2:
-            raise TypeError(f"override {name} must be a (low, high) pair, got {value!r}")
+            raise TypeError(f"override {name} must be a pair, got {value!r}")
         return tuple(value)
     return value
+
+
+def _is_number(value, integral: bool = False) -> bool:
+    kinds = (int, np.integer) if integral else (int, float, np.integer, np.floating)
+    return isinstance(value, kinds) and not isinstance(value, bool)
 
 
 def _check_config(config: WorldConfig) -> None:
     """Raise ValueError/TypeError naming the field for values the generator cannot use."""
     for name in _INT_FIELDS:
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        if not _is_number(value, integral=True) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if config.num_snippets < 4:
-        raise ValueError(f"num_snippets must be at least 4, got {config.num_snippets}")
+    if config.num_snippets < 8:
+        raise ValueError(f"num_snippets must be at least 8, got {config.num_snippets}")
     for name in _RANGES:
         low, high = getattr(config, name)
-        numbers = (int, np.integer) if name in _INT_RANGES else (int, float, np.integer, np.floating)
-        if not all(isinstance(x, numbers) and not isinstance(x, bool) for x in (low, high)):
+        if not all(_is_number(x, integral=name in _INT_RANGES) for x in (low, high)):
             kind = "ints" if name in _INT_RANGES else "numbers"
             raise TypeError(f"{name} must be a (low, high) pair of {kind}, got {(low, high)!r}")
-        if not (0 <= low <= high):
+        if not 0 <= low <= high:
             raise ValueError(f"{name} must satisfy 0 <= low <= high, got {(low, high)!r}")
-    for name in ("instance_length", "ramp", "duration", "gain", "distractor_length"):
+    for name in _LOG_NORMALS:
+        median, sigma = getattr(config, name)
+        if not (_is_number(median) and _is_number(sigma)) or not median > 0 or sigma < 0:
+            raise ValueError(f"{name} must be a log-normal (median > 0, sigma >= 0) pair, got {(median, sigma)!r}")
+    for name in ("ramp", "duration_range", "gain", "distractor_length"):
         if getattr(config, name)[0] <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(config, name)!r}")
-    if config.num_instances[0] < 1:
-        raise ValueError(f"num_instances must allow at least one instance, got {config.num_instances!r}")
-    if config.instance_length[1] > 1 or config.distractor_length[1] > 1:
-        raise ValueError("instance_length and distractor_length are fractions of the video and must be <= 1, got "
-                         f"{config.instance_length!r} and {config.distractor_length!r}")
-    for name in ("noise", "drift", "offset", "prototype_jitter", "min_gap"):
+    for name in ("phase", "dropout_length"):
+        if getattr(config, name)[1] >= 0.5 if name == "phase" else getattr(config, name)[1] > 1:
+            raise ValueError(f"{name} must stay below {'0.5' if name == 'phase' else '1'} of an instance, got "
+                             f"{getattr(config, name)!r}")
+    for name in _SHARES:
         value = getattr(config, name)
-        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) or value < 0:
+        if not _is_number(value) or not 0 <= value <= 1:
+            raise ValueError(f"{name} must be a share in [0, 1], got {value!r}")
+    for name in _NON_NEGATIVE:
+        value = getattr(config, name)
+        if not _is_number(value) or value < 0:
             raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    if not 0 <= config.class_similarity < 1:
+    for name in _POSITIVE:
+        value = getattr(config, name)
+        if not _is_number(value) or not value > 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    mean, concentration = config.action_fraction
+    if not (_is_number(mean) and _is_number(concentration)) or not 0 < mean < 1 or not concentration > 0:
+        raise ValueError(f"action_fraction must be a Beta (mean in (0, 1), concentration > 0) pair, got "
+                         f"{config.action_fraction!r}")
+    if not _is_number(config.nested_classes, integral=True) or config.nested_classes < 0:
+        raise ValueError(f"nested_classes must be a non-negative int, got {config.nested_classes!r}")
+    if config.second_class > 0 and config.num_classes < 2:
+        raise ValueError("second_class > 0 needs num_classes >= 2")
+    if not _is_number(config.class_similarity) or not 0 <= config.class_similarity < 1:
         raise ValueError(f"class_similarity must be in [0, 1), got {config.class_similarity!r}")
-    if not 0 <= config.validation_fraction <= 1:
-        raise ValueError(f"validation_fraction must be in [0, 1], got {config.validation_fraction!r}")
-    if not 0 < config.max_coverage < 1:
-        raise ValueError(f"max_coverage must be in (0, 1), got {config.max_coverage!r}")
-    max_gaps = config.min_gap * (config.num_instances[1] - 1)
-    if max_gaps >= config.max_coverage * config.num_snippets:
-        raise ValueError(f"min_gap={config.min_gap} with up to {config.num_instances[1]} instances does not fit in "
-                         f"{config.max_coverage} of num_snippets={config.num_snippets}")
+    for name in ("validation_fraction", "testing_fraction"):
+        value = getattr(config, name)
+        if not _is_number(value) or not 0 <= value <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    if config.validation_fraction + config.testing_fraction > 1:
+        raise ValueError(f"validation_fraction + testing_fraction must be <= 1, got {config.validation_fraction} + "
+                         f"{config.testing_fraction}")
+    if config.min_length > config.num_snippets:
+        raise ValueError(f"min_length={config.min_length} is longer than num_snippets={config.num_snippets}")
