@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tadlab.models.blocks import make_embedding, sinusoidal_positions
+from tadlab.models.blocks import TransformerEmbedding, make_embedding, sinusoidal_positions
 from tadlab.models.gsmt import GSMT, _decode_activations, decode_global_masks, paper_size_cost
 
 C, K, T = 12, 3, 16
@@ -25,10 +25,13 @@ def one_video_batch(segments, labels, features=None):
             "durations": torch.tensor([float(T)], dtype=torch.float64)}
 
 
+EMBEDDINGS, POSITIONALS = ["transformer", "cnn", "mstcn"], [None, "learned", "fixed"]
+
+
 # ------------------------------------------------------------------------------------------------------- shapes
-@pytest.mark.parametrize("embedding, positional", [("transformer", None), ("transformer", "learned"),
-                                                   ("transformer", "fixed"), ("cnn", None), ("mstcn", None)])
-def test_forward_shapes_for_every_embedding(embedding, positional):
+@pytest.mark.parametrize("embedding", EMBEDDINGS)
+@pytest.mark.parametrize("positional", POSITIONALS)
+def test_forward_shapes_for_every_embedding_and_positional_encoding(embedding, positional):
     model = small_model(embedding=embedding, positional=positional)
     outputs = model(torch.randn(2, C, T))
     assert outputs["logits"].shape == outputs["probs"].shape == outputs["regression"].shape == (2, K + 1, T)
@@ -37,10 +40,49 @@ def test_forward_shapes_for_every_embedding(embedding, positional):
     assert 0 <= float(outputs["masks"].detach().min()) and float(outputs["masks"].detach().max()) <= 1
 
 
-@pytest.mark.parametrize("kind", ["transformer", "cnn", "mstcn"])
-def test_embeddings_keep_shape(kind):
-    block = make_embedding(kind, 16, num_snippets=T)
-    assert block(torch.randn(3, 16, T)).shape == (3, 16, T)
+@pytest.mark.parametrize("kind", EMBEDDINGS)
+@pytest.mark.parametrize("positional", POSITIONALS)
+def test_every_embedding_accepts_every_positional_encoding(kind, positional):
+    torch.manual_seed(0)
+    block = make_embedding(kind, 16, positional=positional, num_snippets=T).eval()
+    features = torch.randn(3, 16, T)
+    with torch.no_grad():
+        embedded = block(features)
+        assert embedded.shape == (3, 16, T)
+        if positional is not None:  # the table is used: zeroing it changes the output
+            block.positional.positions.zero_()
+            assert not torch.allclose(block(features), embedded, atol=1e-4)
+            with pytest.raises(ValueError, match="num_snippets"):  # built for one T
+                block(torch.randn(3, 16, T + 1))
+    with pytest.raises(ValueError, match="num_snippets"):
+        make_embedding(kind, 16, positional=positional or "fixed", num_snippets=None)
+
+
+def test_transformer_is_permutation_equivariant_without_positions_only():
+    features = torch.randn(2, 16, T, generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(T, generator=torch.Generator().manual_seed(1))
+    for positional in POSITIONALS:
+        torch.manual_seed(0)
+        block = TransformerEmbedding(16, heads=4, layers=2, positional=positional, num_snippets=T).eval()
+        with torch.no_grad():
+            permuted_then_embedded = block(features[..., order])
+            embedded_then_permuted = block(features)[..., order]
+        equivariant = torch.allclose(permuted_then_embedded, embedded_then_permuted, atol=1e-5)
+        assert equivariant == (positional is None), positional
+
+
+def test_convolutions_know_relative_position_only():
+    """On a constant video, a CNN without an encoding gives every snippet away from the borders the same embedding
+    (translation equivariance); it cannot tell them apart by place, which a mask head's position channels need."""
+    length = 60  # receptive field 37: snippets 18 .. 41 see no border padding
+    constant = torch.ones(1, 16, length)
+    for positional in POSITIONALS:
+        torch.manual_seed(0)
+        block = make_embedding("cnn", 16, positional=positional, num_snippets=length).eval()
+        with torch.no_grad():
+            interior = block(constant)[0, :, 18:42]
+        same = torch.allclose(interior, interior[:, :1].expand_as(interior), atol=1e-6)
+        assert same == (positional is None), positional
 
 
 def test_center_features_ignores_a_per_video_offset():
@@ -70,7 +112,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="mask_loss"):
         GSMT(C, K, T, mask_loss="l1")
     with pytest.raises(ValueError, match="positional"):
-        GSMT(C, K, T, embedding="cnn", positional="learned")
+        GSMT(C, K, T, embedding="cnn", positional="sinusoidal")
     with pytest.raises(ValueError, match="heads"):
         GSMT(C, K, T, hidden=10, heads=4)
     with pytest.raises(ValueError, match="features"):

@@ -25,6 +25,8 @@ Choices the paper leaves open, stated here (see also :meth:`GSMT.detect`):
   notebook uses 10, a deviation from Sec. 3.3 (on the thumos preset the weight changes little: 0.50 vs 0.49).
 - ``mask_branch=False`` is the "w/o mask branch" ablation of Table 7: no mask head and no mask loss; detection then
   thresholds the selected class's probability curve P[c, :] in place of a mask column.
+- ``positional`` applies to every ``embedding`` (added to the projected features): the mask head's last conv gives one
+  channel per absolute position, and a CNN knows relative position only (see :mod:`tadlab.models.blocks`).
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ class GSMT(nn.Module):
         hidden: width of the embedding and heads.
         heads: attention heads (4, GSMT Table 9). layers: Transformer encoder layers.
         embedding: ``"transformer"`` (default), ``"cnn"`` (1D CNN, dilations 1/3/5) or ``"mstcn"`` (Table 4).
-        positional: ``None`` (default, Table 13), ``"learned"`` or ``"fixed"``.
+        positional: ``None`` (default, Table 13), ``"learned"`` or ``"fixed"``, for any ``embedding``.
         mask_loss: ``"biou"`` (bIoU + L2 penalty + dice, Eq. 6), ``"iou"`` (soft IoU + dice, TAGS Table 2) or
             ``"bce"`` (binary cross-entropy, TAGS Table 5's conventional loss).
         mask_branch: False drops the mask head (Table 7 ablation).
