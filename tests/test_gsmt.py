@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tadlab.labels import global_masks
 from tadlab.models.blocks import TransformerEmbedding, make_embedding, sinusoidal_positions
 from tadlab.models.gsmt import GSMT, decode_global_masks, paper_size_cost
 from tadlab.models.gsmt_decode import PAPER_SOFT_NMS_SIGMA, _decode_activations, column_scores, soft_nms_options
@@ -395,6 +396,34 @@ def test_soft_nms_sigma_of_the_paper_datasets():
     assert torch.equal(by_name["scores"], by_dict["scores"]) and not torch.equal(by_name["scores"], default["scores"])
 
 
+# ------------------------------------------------------------------------------------------------------ oracles
+def test_oracle_outputs_put_the_ground_truth_in_place_of_p_or_m():
+    model = small_model().eval()
+    batch = one_video_batch([[2.0, 6.0], [9.0, 15.0]], [0, 2])
+    with torch.no_grad():
+        outputs = model(batch["features"])
+    before = {key: value.clone() for key, value in outputs.items()}
+    classes = model.oracle_outputs(outputs, batch, classes=True)
+    expected = torch.full((T,), K)
+    expected[2:6], expected[9:15] = 0, 2
+    assert torch.equal(classes["probs"][0], torch.nn.functional.one_hot(expected, K + 1).t().float())
+    assert torch.allclose(classes["logits"].softmax(1), classes["probs"])
+    assert torch.equal(classes["masks"], outputs["masks"])  # M stays predicted
+    masks = model.oracle_outputs(outputs, batch, masks=True)
+    assert torch.equal(masks["masks"], global_masks(batch["segments"], T, labels=batch["labels"])[0])
+    assert torch.equal(masks["probs"], outputs["probs"])  # P stays predicted
+    assert torch.allclose(torch.sigmoid(masks["mask_logits"]), masks["masks"], atol=1e-6)
+    assert all(torch.equal(outputs[key], before[key]) for key in before)  # a new dict; outputs untouched
+    # Both replaced: every instance is found exactly, with score 1 (P = 1 x mask maximum 1), and only those.
+    both = model.oracle_outputs(outputs, batch, classes=True, masks=True)
+    [det] = model.detect(both, top_snippets=T, nms=KEEP_ALL)
+    assert as_set(det) == {((2.0, 6.0), 1.0, 0), ((9.0, 15.0), 1.0, 2)}
+    with pytest.raises(ValueError, match="classes=True and/or masks=True"):
+        model.oracle_outputs(outputs, batch)
+    with pytest.raises(ValueError, match="mask_branch=False"):
+        small_model(mask_branch=False).oracle_outputs(outputs, batch, masks=True)
+
+
 @settings(max_examples=40)
 @given(st.lists(st.lists(st.booleans(), min_size=1, max_size=12), min_size=1, max_size=5))
 def test_decoded_runs_rebuild_the_activations(rows):
@@ -495,5 +524,9 @@ def test_trains_and_detects_on_cuda():
         on_cpu = decode_global_masks(outputs["probs"].cpu(), outputs["masks"].cpu(), source=source,
                                      score_threshold=0.0, mask_score="mean")
         assert torch.allclose(on_cpu[0]["scores"], on_gpu[0]["scores"].cpu(), atol=1e-5)
+    oracle = model.oracle_outputs(outputs, batch, classes=True, masks=True)
+    assert oracle["probs"].device.type == oracle["masks"].device.type == "cuda"
+    assert {tuple(s) for s in model.detect(oracle, top_snippets=16)[0]["segments"].tolist()} >= {(2.0, 6.0),
+                                                                                                 (9.0, 15.0)}
     embedding = make_embedding("mstcn", 16, positional="learned", num_snippets=T).to(device)
     assert embedding(torch.randn(2, 16, T, device=device)).device.type == "cuda"

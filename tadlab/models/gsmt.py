@@ -205,6 +205,39 @@ class GSMT(nn.Module):
                                    top_snippets=top_snippets, thresholds=thresholds, score_threshold=score_threshold,
                                    top_k=top_k, mask_score=mask_score, nms=nms)
 
+    def oracle_outputs(self, outputs: dict, batch: dict, *, classes: bool = False, masks: bool = False) -> dict:
+        """GSMT Table 6's oracles: ``outputs`` with the class map and/or the masks replaced by ``batch``'s ground truth.
+
+        ``classes=True``: ``probs`` becomes the one-hot ground-truth class map (B, K+1, T) of :meth:`targets`
+        (background K outside instances; ``logits`` = its log, floored at the dtype's smallest normal number, whose
+        softmax is ``probs`` to float precision). ``masks=True``: ``masks`` becomes the ground-truth masks
+        (B, T, T) (column t = the mask of the instance snippet t lies in, zeros for background snippets;
+        ``mask_logits`` = their logit, clamped one machine epsilon inside (0, 1)). Other entries are left as
+        predicted (``regression`` is unused at test time). Returns a new dict; ``outputs`` is not changed. Pass the
+        result to :meth:`detect`.
+
+        With the one-hot class map every foreground snippet ties at 1, so ``detect``'s ``top_snippets`` (M1 = 50)
+        keeps an arbitrary 50 of them; pass ``top_snippets=T`` to let every foreground snippet propose.
+        """
+        if not (classes or masks):
+            raise ValueError("oracle_outputs needs classes=True and/or masks=True, got both False")
+        if masks and not self.has_mask_branch:
+            raise ValueError("masks=True needs the mask branch; this GSMT has mask_branch=False")
+        probs = outputs["probs"]
+        device, dtype = probs.device, probs.dtype
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        targets = self.targets(batch)
+        oracle = dict(outputs)
+        if classes:
+            one_hot = nn.functional.one_hot(targets["classes"], self.num_classes + 1).transpose(1, 2)
+            oracle["probs"] = one_hot.to(dtype)
+            oracle["logits"] = oracle["probs"].clamp_min(torch.finfo(dtype).tiny).log()
+        if masks:
+            oracle["masks"] = targets["masks"].to(dtype)
+            epsilon = torch.finfo(dtype).eps
+            oracle["mask_logits"] = torch.logit(oracle["masks"].clamp(epsilon, 1 - epsilon))
+        return oracle
+
 
 def paper_size_cost(hidden: int = 512, layers: int = 1, embedding: str = "transformer") -> dict:
     """Cost of GSMT at the paper's ActivityNet size (T = 100 snippets, 400-d two-stream features, K = 200).
