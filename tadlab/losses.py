@@ -262,7 +262,7 @@ def biou_loss(pred: torch.Tensor, target: torch.Tensor, kernel_size: int = 7, va
     of the target's boundaries). Hand-made (checked in tests/test_losses.py): T = 100, target [40, 60), k = 7,
     prediction sigmoid(+-4) of the target shifted by s snippets: s = 2 (IoU 0.76) gives band overlap 1.93,
     lambda 0.52, lambda * L2 = 0.05, loss 0.86; s = 3 (IoU 0.69) gives overlap 0, lambda 2981, lambda * L2 = 359.5,
-    loss 360.5. On a trained GSMT (notebook 04's ci recipe on the anet preset of the world before issue 9, seed 0,
+    loss 360.5. On a trained GSMT (notebook 04's ci recipe, anet preset of the first synthetic world, seed 0,
     30 epochs), 36 % of the 2813 validation foreground columns have a predicted band (mask >= 0.5) disjoint from
     the target's; on those lambda has median 4.7, 99th percentile 1921, maximum 2768, and lambda * L2 averages 11.4
     (1 - bIoU is at most 1); on training columns 9 % are disjoint, lambda at most 440. The per-mask lambda is
