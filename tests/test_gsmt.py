@@ -6,8 +6,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tadlab.models.blocks import make_embedding, sinusoidal_positions
-from tadlab.models.gsmt import GSMT, _decode_activations, decode_global_masks, paper_size_cost
+from tadlab.labels import global_masks
+from tadlab.models.blocks import TransformerEmbedding, make_embedding, sinusoidal_positions
+from tadlab.models.gsmt import GSMT, decode_global_masks, paper_size_cost
+from tadlab.models.gsmt_decode import PAPER_SOFT_NMS_SIGMA, _decode_activations, column_scores, soft_nms_options
 
 C, K, T = 12, 3, 16
 
@@ -25,10 +27,13 @@ def one_video_batch(segments, labels, features=None):
             "durations": torch.tensor([float(T)], dtype=torch.float64)}
 
 
+EMBEDDINGS, POSITIONALS = ["transformer", "cnn", "mstcn"], [None, "learned", "fixed"]
+
+
 # ------------------------------------------------------------------------------------------------------- shapes
-@pytest.mark.parametrize("embedding, positional", [("transformer", None), ("transformer", "learned"),
-                                                   ("transformer", "fixed"), ("cnn", None), ("mstcn", None)])
-def test_forward_shapes_for_every_embedding(embedding, positional):
+@pytest.mark.parametrize("embedding", EMBEDDINGS)
+@pytest.mark.parametrize("positional", POSITIONALS)
+def test_forward_shapes_for_every_embedding_and_positional_encoding(embedding, positional):
     model = small_model(embedding=embedding, positional=positional)
     outputs = model(torch.randn(2, C, T))
     assert outputs["logits"].shape == outputs["probs"].shape == outputs["regression"].shape == (2, K + 1, T)
@@ -37,10 +42,49 @@ def test_forward_shapes_for_every_embedding(embedding, positional):
     assert 0 <= float(outputs["masks"].detach().min()) and float(outputs["masks"].detach().max()) <= 1
 
 
-@pytest.mark.parametrize("kind", ["transformer", "cnn", "mstcn"])
-def test_embeddings_keep_shape(kind):
-    block = make_embedding(kind, 16, num_snippets=T)
-    assert block(torch.randn(3, 16, T)).shape == (3, 16, T)
+@pytest.mark.parametrize("kind", EMBEDDINGS)
+@pytest.mark.parametrize("positional", POSITIONALS)
+def test_every_embedding_accepts_every_positional_encoding(kind, positional):
+    torch.manual_seed(0)
+    block = make_embedding(kind, 16, positional=positional, num_snippets=T).eval()
+    features = torch.randn(3, 16, T)
+    with torch.no_grad():
+        embedded = block(features)
+        assert embedded.shape == (3, 16, T)
+        if positional is not None:  # the table is used: zeroing it changes the output
+            block.positional.positions.zero_()
+            assert not torch.allclose(block(features), embedded, atol=1e-4)
+            with pytest.raises(ValueError, match="num_snippets"):  # built for one T
+                block(torch.randn(3, 16, T + 1))
+    with pytest.raises(ValueError, match="num_snippets"):
+        make_embedding(kind, 16, positional=positional or "fixed", num_snippets=None)
+
+
+def test_transformer_is_permutation_equivariant_without_positions_only():
+    features = torch.randn(2, 16, T, generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(T, generator=torch.Generator().manual_seed(1))
+    for positional in POSITIONALS:
+        torch.manual_seed(0)
+        block = TransformerEmbedding(16, heads=4, layers=2, positional=positional, num_snippets=T).eval()
+        with torch.no_grad():
+            permuted_then_embedded = block(features[..., order])
+            embedded_then_permuted = block(features)[..., order]
+        equivariant = torch.allclose(permuted_then_embedded, embedded_then_permuted, atol=1e-5)
+        assert equivariant == (positional is None), positional
+
+
+def test_convolutions_know_relative_position_only():
+    """On a constant video, a CNN without an encoding gives every snippet away from the borders the same embedding
+    (translation equivariance); it cannot tell them apart by place, which a mask head's position channels need."""
+    length = 60  # receptive field 37: snippets 18 .. 41 see no border padding
+    constant = torch.ones(1, 16, length)
+    for positional in POSITIONALS:
+        torch.manual_seed(0)
+        block = make_embedding("cnn", 16, positional=positional, num_snippets=length).eval()
+        with torch.no_grad():
+            interior = block(constant)[0, :, 18:42]
+        same = torch.allclose(interior, interior[:, :1].expand_as(interior), atol=1e-6)
+        assert same == (positional is None), positional
 
 
 def test_center_features_ignores_a_per_video_offset():
@@ -70,7 +114,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="mask_loss"):
         GSMT(C, K, T, mask_loss="l1")
     with pytest.raises(ValueError, match="positional"):
-        GSMT(C, K, T, embedding="cnn", positional="learned")
+        GSMT(C, K, T, embedding="cnn", positional="sinusoidal")
     with pytest.raises(ValueError, match="heads"):
         GSMT(C, K, T, hidden=10, heads=4)
     with pytest.raises(ValueError, match="features"):
@@ -207,25 +251,177 @@ def test_score_threshold_and_top_k_and_duplicates():
     assert len(det["segments"]) == 1
 
 
-def test_batched_decoding_equals_one_video_at_a_time():
+@pytest.mark.parametrize("source, mask_score", [("masks", "inner"), ("masks", "contrast"), ("class_map", "inner"),
+                                               ("both", "inner"), ("both", "mean")])
+def test_batched_decoding_equals_one_video_at_a_time(source, mask_score):
     generator = torch.Generator().manual_seed(1)
-    probs = torch.rand(3, K + 1, T, generator=generator).softmax(1)
+    probs = (3 * torch.rand(3, K + 1, T, generator=generator)).softmax(1)
+    probs[1] = torch.eye(K + 1)[K][:, None]  # a video that is background everywhere: no class-map candidate
     masks = torch.rand(3, T, T, generator=generator)
-    batched = decode_global_masks(probs, masks, decoding="short", top_snippets=5, score_threshold=0.05)
+    options = dict(source=source, mask_score=mask_score, decoding="short", top_snippets=5, score_threshold=0.05)
+    batched = decode_global_masks(probs, masks, **options)
+    assert source == "masks" or len(batched[1]["segments"]) == 0
     for b in range(3):
-        [single] = decode_global_masks(probs[b:b + 1], masks[b:b + 1], decoding="short", top_snippets=5,
-                                       score_threshold=0.05)
+        [single] = decode_global_masks(probs[b:b + 1], masks[b:b + 1], **options)
         for key in ("segments", "scores", "labels"):
             assert torch.equal(batched[b][key], single[key])
 
 
-def test_decoding_without_masks_thresholds_the_class_curve():
-    probs = torch.zeros(1, 2, 8)
-    probs[0, 0] = torch.tensor([0.1, 0.6, 0.9, 0.7, 0.2, 0.8, 0.1, 0.1])
+def two_instances():
+    """One video, T = 8, K = 2 (background 2). Class 0's curve has runs [1, 3) and [6, 8) above 0.5; the masks of
+    snippets 1, 2 say [1, 3), those of snippets 6, 7 say [5, 8); every other column is empty."""
+    probs = torch.zeros(1, 3, 8)
+    probs[0, 0] = torch.tensor([0.0, 0.8, 0.6, 0.0, 0.0, 0.0, 0.9, 0.7])
+    probs[0, 2] = 1 - probs[0, 0]
+    masks = torch.zeros(1, 8, 8)
+    masks[0, :, 1] = torch.tensor([0.0, 0.9, 0.8, 0.1, 0.0, 0.0, 0.0, 0.0])
+    masks[0, :, 2] = torch.tensor([0.0, 0.7, 0.9, 0.2, 0.0, 0.0, 0.0, 0.0])
+    masks[0, :, 6] = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.6, 1.0, 0.8])
+    masks[0, :, 7] = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.4, 0.9, 0.7])
+    return probs, masks
+
+
+def decode_two_instances(source, mask_score="inner"):
+    probs, masks = two_instances()
+    [det] = decode_global_masks(probs, masks, source=source, decoding="short", top_snippets=2, thresholds=(0.5,),
+                                score_threshold=0.0, mask_score=mask_score, nms=KEEP_ALL)
+    return as_set(det)
+
+
+def test_each_source_gives_the_hand_worked_segments_and_scores():
+    # masks: the top pairs are (class 0, snippet 6) at 0.9 and (0, 1) at 0.8; column 6 >= 0.5 on [5, 8), max 1.0;
+    # column 1 on [1, 3), max 0.9. Score = P[c, t] x max of column t over the segment.
+    assert decode_two_instances("masks") == {((5.0, 8.0), 0.9, 0), ((1.0, 3.0), round(0.8 * 0.9, 4), 0)}
+    # class_map: the runs of P[0] >= 0.5, scored by the mean of P[0] over them; the masks are not read.
+    assert decode_two_instances("class_map") == {((1.0, 3.0), 0.7, 0), ((6.0, 8.0), 0.8, 0)}
+    # both: a class-map run's voters are its own snippets: mean of P over them x mean of their columns' maxima over
+    # the run. [1, 3): 0.7 x (0.9 + 0.9) / 2 = 0.63, below the mask candidate's 0.72 for the same segment (merged,
+    # best kept); [6, 8): 0.8 x (1.0 + 0.9) / 2 = 0.76; the mask candidate [5, 8) stays.
+    assert decode_two_instances("both") == {((5.0, 8.0), 0.9, 0), ((1.0, 3.0), 0.72, 0), ((6.0, 8.0), 0.76, 0)}
+
+
+def test_mean_and_contrast_mask_scores_by_hand():
+    # mean: column 6 over [5, 8) = (0.6 + 1 + 0.8) / 3 = 0.8; column 1 over [1, 3) = 0.85; the runs' voters:
+    # [1, 3): (0.85 + 0.8) / 2 = 0.825 -> 0.7 x 0.825; [6, 8): (0.9 + 0.8) / 2 = 0.85 -> 0.8 x 0.85.
+    assert decode_two_instances("both", "mean") == {((5.0, 8.0), 0.72, 0), ((1.0, 3.0), 0.68, 0),
+                                                    ((6.0, 8.0), 0.68, 0)}
+    # contrast: max inside minus the mean outside. Column 1 on [1, 3): 0.9 - 0.1 / 6; column 2: 0.9 - 0.2 / 6.
+    found = {segment: score for segment, score, _ in decode_two_instances("both", "contrast")}
+    assert math.isclose(found[(1.0, 3.0)], round(0.8 * (0.9 - 0.1 / 6), 4), abs_tol=1e-4)  # the mask candidate
+    assert math.isclose(found[(6.0, 8.0)], round(0.8 * ((1.0 - 0.6 / 6) + (0.9 - 0.4 / 6)) / 2, 4), abs_tol=1e-4)
+
+
+def test_mean_mask_score_ranks_a_merged_run_below_the_instances_it_merges():
+    """Two same-class instances [0, 2) and [3, 5) with a gap the class map cannot resolve: grouping finds one run
+    [0, 5); the voters' columns each cover their own instance, so under "mean" the run scores low."""
+    probs = torch.zeros(1, 2, 5)
+    probs[0, 0] = torch.tensor([0.9, 0.9, 0.6, 0.9, 0.9])
     probs[0, 1] = 1 - probs[0, 0]
-    [det] = decode_global_masks(probs, None, decoding="short", top_snippets=1, thresholds=(0.5,),
-                                score_threshold=0.0, nms=KEEP_ALL)
-    assert as_set(det) == {((1.0, 4.0), round(0.9 * 0.9, 4), 0), ((5.0, 6.0), round(0.9 * 0.8, 4), 0)}
+    masks = torch.zeros(1, 5, 5)
+    masks[0, :2, :2] = 1.0
+    masks[0, 3:, 3:] = 1.0
+    [det] = decode_global_masks(probs, masks, source="both", decoding="short", top_snippets=5, thresholds=(0.5,),
+                                score_threshold=0.0, mask_score="mean", nms=KEEP_ALL)
+    found = {segment: score for segment, score, _ in as_set(det)}
+    # run [0, 5): mean P = 0.84; voters 0, 1, 3, 4 have column mean 2/5 over it, voter 2 (empty column) 0.
+    assert math.isclose(found[(0.0, 5.0)], round(0.84 * (4 * 0.4) / 5, 4), abs_tol=1e-4)
+    assert found[(0.0, 2.0)] == found[(3.0, 5.0)] == 0.9  # the mask candidates: P 0.9 x column mean 1
+    [det] = decode_global_masks(probs, masks, source="both", decoding="short", top_snippets=5, thresholds=(0.5,),
+                                score_threshold=0.0, mask_score="inner", nms=KEEP_ALL)
+    found = {segment: score for segment, score, _ in as_set(det)}
+    assert math.isclose(found[(0.0, 5.0)], round(0.84 * 0.8, 4), abs_tol=1e-4)  # "inner" barely penalises it
+
+
+def test_column_scores_match_brute_force():
+    generator = torch.Generator().manual_seed(3)
+    masks = torch.rand(2, 11, 11, generator=generator)
+    start = torch.randint(0, 10, (30,), generator=generator)
+    end = start + 1 + (torch.rand(30, generator=generator) * (11 - start)).long().clamp(max=10 - start)
+    video = torch.randint(0, 2, (30,), generator=generator)
+    column = torch.randint(0, 11, (30,), generator=generator)
+    for mask_score in ("inner", "contrast", "mean"):
+        every = column_scores(masks, video, start, end, mask_score)
+        one = column_scores(masks, video, start, end, mask_score, column=column)
+        for r in range(30):
+            inside = masks[video[r], start[r]:end[r]]  # (length, T): rows of the segment, every column
+            outside = torch.cat([masks[video[r], :start[r]], masks[video[r], end[r]:]])
+            expected = {"inner": inside.amax(0), "mean": inside.mean(0),
+                        "contrast": (inside.amax(0) - (outside.mean(0) if len(outside) else 0)).clamp_min(0)}
+            torch.testing.assert_close(every[r], expected[mask_score], atol=1e-6, rtol=0)
+            torch.testing.assert_close(one[r], expected[mask_score][column[r]], atol=1e-6, rtol=0)
+
+
+def test_class_map_source_is_class_map_grouping():
+    from tadlab.grouping import class_map_candidates
+
+    generator = torch.Generator().manual_seed(4)
+    probs = (torch.rand(2, K + 1, T, generator=generator) * 3).softmax(1)
+    detections = decode_global_masks(probs, None, score_threshold=0.0, top_k=10_000, nms=KEEP_ALL)  # source None
+    video, label, start, end, score = class_map_candidates(probs)
+    for b, det in enumerate(detections):
+        own = video == b
+        expected = {(float(s), float(e), round(float(c), 4), int(l))
+                    for s, e, c, l in zip(start[own], end[own], score[own], label[own])}
+        assert {(s[0], s[1], c, l) for s, c, l in as_set(det)} == expected
+
+
+def test_sources_and_the_mask_branch():
+    probs, masks = two_instances()
+    with pytest.raises(ValueError, match="source"):
+        decode_global_masks(probs, masks, source="proposals")
+    for source in ("masks", "both"):
+        with pytest.raises(ValueError, match="needs masks"):
+            decode_global_masks(probs, None, source=source)
+    model = small_model(mask_branch=False).eval()
+    with torch.no_grad():
+        outputs = model(torch.randn(2, C, T))
+    assert len(model.detect(outputs)) == len(model.detect(outputs, source="class_map")) == 2
+    for source in ("masks", "both"):
+        with pytest.raises(ValueError, match="mask_branch=False"):
+            model.detect(outputs, source=source)
+
+
+def test_soft_nms_sigma_of_the_paper_datasets():
+    assert PAPER_SOFT_NMS_SIGMA == {"thumos": 0.4, "anet": 0.6}  # GSMT Sec. 4
+    assert soft_nms_options("anet") == {"method": "gaussian", "sigma": 0.6}
+    assert soft_nms_options() == {"method": "gaussian", "sigma": 0.5}
+    with pytest.raises(ValueError, match="preset"):
+        soft_nms_options("coco")
+    generator = torch.Generator().manual_seed(2)
+    probs = torch.rand(1, K + 1, T, generator=generator).softmax(1)
+    masks = torch.rand(1, T, T, generator=generator)
+    by_name = decode_global_masks(probs, masks, score_threshold=0.0, nms="thumos")[0]
+    by_dict = decode_global_masks(probs, masks, score_threshold=0.0, nms={"method": "gaussian", "sigma": 0.4})[0]
+    default = decode_global_masks(probs, masks, score_threshold=0.0)[0]
+    assert torch.equal(by_name["scores"], by_dict["scores"]) and not torch.equal(by_name["scores"], default["scores"])
+
+
+# ------------------------------------------------------------------------------------------------------ oracles
+def test_oracle_outputs_put_the_ground_truth_in_place_of_p_or_m():
+    model = small_model().eval()
+    batch = one_video_batch([[2.0, 6.0], [9.0, 15.0]], [0, 2])
+    with torch.no_grad():
+        outputs = model(batch["features"])
+    before = {key: value.clone() for key, value in outputs.items()}
+    classes = model.oracle_outputs(outputs, batch, classes=True)
+    expected = torch.full((T,), K)
+    expected[2:6], expected[9:15] = 0, 2
+    assert torch.equal(classes["probs"][0], torch.nn.functional.one_hot(expected, K + 1).t().float())
+    assert torch.allclose(classes["logits"].softmax(1), classes["probs"])
+    assert torch.equal(classes["masks"], outputs["masks"])  # M stays predicted
+    masks = model.oracle_outputs(outputs, batch, masks=True)
+    assert torch.equal(masks["masks"], global_masks(batch["segments"], T, labels=batch["labels"])[0])
+    assert torch.equal(masks["probs"], outputs["probs"])  # P stays predicted
+    assert torch.allclose(torch.sigmoid(masks["mask_logits"]), masks["masks"], atol=1e-6)
+    assert all(torch.equal(outputs[key], before[key]) for key in before)  # a new dict; outputs untouched
+    # Both replaced: every instance is found exactly, with score 1 (P = 1 x mask maximum 1), and only those.
+    both = model.oracle_outputs(outputs, batch, classes=True, masks=True)
+    [det] = model.detect(both, top_snippets=T, nms=KEEP_ALL)
+    assert as_set(det) == {((2.0, 6.0), 1.0, 0), ((9.0, 15.0), 1.0, 2)}
+    with pytest.raises(ValueError, match="classes=True and/or masks=True"):
+        model.oracle_outputs(outputs, batch)
+    with pytest.raises(ValueError, match="mask_branch=False"):
+        small_model(mask_branch=False).oracle_outputs(outputs, batch, masks=True)
 
 
 @settings(max_examples=40)
@@ -323,5 +519,14 @@ def test_trains_and_detects_on_cuda():
         outputs = model(batch["features"])
     detections = model.detect(outputs, score_threshold=0.0)
     assert detections[0]["segments"].device.type == "cuda"
-    on_cpu = decode_global_masks(outputs["probs"].cpu(), outputs["masks"].cpu(), score_threshold=0.0)
-    assert torch.allclose(on_cpu[0]["scores"], detections[0]["scores"].cpu(), atol=1e-5)
+    for source in ("masks", "class_map", "both"):
+        on_gpu = model.detect(outputs, source=source, score_threshold=0.0, mask_score="mean")
+        on_cpu = decode_global_masks(outputs["probs"].cpu(), outputs["masks"].cpu(), source=source,
+                                     score_threshold=0.0, mask_score="mean")
+        assert torch.allclose(on_cpu[0]["scores"], on_gpu[0]["scores"].cpu(), atol=1e-5)
+    oracle = model.oracle_outputs(outputs, batch, classes=True, masks=True)
+    assert oracle["probs"].device.type == oracle["masks"].device.type == "cuda"
+    assert {tuple(s) for s in model.detect(oracle, top_snippets=16)[0]["segments"].tolist()} >= {(2.0, 6.0),
+                                                                                                 (9.0, 15.0)}
+    embedding = make_embedding("mstcn", 16, positional="learned", num_snippets=T).to(device)
+    assert embedding(torch.randn(2, 16, T, device=device)).device.type == "cuda"

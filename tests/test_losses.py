@@ -93,7 +93,8 @@ def test_mask_loss_backends_agree_float32_with_valid(variant):
         leaf = pred.clone().requires_grad_()
         loss = mask_loss(leaf, target, variant, valid=valid, backend=backend)
         results.append((loss, *torch.autograd.grad(loss, leaf)))
-    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-6, rtol=0)
+    # the loss is ~88 here (lambda * L2 of columns whose bands do not meet), where one float32 step is ~8e-6
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-6, rtol=1e-6)
     # the gradient reaches ~10 here (lambda = 1/band overlap), where one float32 step is ~1e-6, and the compiled
     # kernels sum in float64: agreement to 1e-6 relative (float64 agrees to 1e-10, in the tests below)
     torch.testing.assert_close(results[0][1], results[1][1], atol=1e-6, rtol=1e-6)
@@ -298,6 +299,28 @@ def test_lambda_is_the_inverse_band_overlap_and_l2_uses_the_foreground_count():
     no_penalty = biou_loss(pred, target, 3, l2_penalty=False)
     torch.testing.assert_close(biou_loss(pred, target, 3) - no_penalty, expected)
     torch.testing.assert_close(biou_loss(pred, target, 3, use_biou=False), expected)
+
+
+def test_lambda_jumps_to_its_cap_when_a_sharp_prediction_moves_its_boundary_k_half_snippets():
+    """The hand-made example of biou_loss's docstring: target [40, 60) of 100, k = 7, prediction sigmoid(+-4) of
+    the target shifted by 2 or 3 snippets. At 3 the prediction is flat within 3 snippets of both target boundaries,
+    its soft band is exactly 0 there, and lambda = 1/eps = e^8."""
+    target = interval_masks(100, [(40, 60)])[0]
+    found = {}
+    for shift in (2, 3):
+        logits = torch.full((100,), -4.0)
+        logits[40 + shift:60 + shift] = 4.0
+        pred = torch.sigmoid(logits)
+        overlap = float((boundary_band(pred, 7) * boundary_band(target, 7)).sum())
+        penalty = float(biou_loss(pred, target, 7, use_biou=False))
+        found[shift] = (overlap, 1 / (overlap + GSMT_EPS), penalty, float(biou_loss(pred, target, 7)))
+    overlap, weight, penalty, loss = found[2]
+    assert math.isclose(overlap, 2 * (torch.sigmoid(torch.tensor(4.0)) - torch.sigmoid(torch.tensor(-4.0))),
+                        rel_tol=1e-5)  # snippets 42 and 59: P - its window minimum, against a band of ones
+    assert round(weight, 2) == 0.52 and round(penalty, 2) == 0.05 and round(loss, 2) == 0.86
+    overlap, weight, penalty, loss = found[3]
+    assert overlap == 0 and math.isclose(weight, math.exp(8), rel_tol=1e-9)
+    assert math.isclose(penalty, 359.5, abs_tol=0.05) and math.isclose(loss, 360.5, abs_tol=0.05)
 
 
 def test_dice_is_the_vnet_form_and_iou_the_soft_one():

@@ -4,9 +4,17 @@ Every embedding here maps ``(B, C, T) -> (B, C, T)`` (channels-first, the width 
 detector can swap one for another (GSMT Table 4: Transformer vs 1D CNN vs MS-TCN):
 
 - :class:`TransformerEncoderLayer` / :class:`TransformerEmbedding`: pre-LayerNorm multi-head self-attention and a
-  residual MLP (GSMT Eq. 1-2), optional learned or fixed (sinusoidal) positional encoding (GSMT Table 13).
+  residual MLP (GSMT Eq. 1-2).
 - :class:`DilatedCNNEmbedding`: the "1D CNN" of GSMT Sec. 4.2, dilation rates (1, 3, 5), two layers each.
 - :class:`MSTCNEmbedding`: MS-TCN-style stages of dilated residual layers (Farha & Gall, 2019).
+
+Each takes the same optional :class:`PositionalEncoding` (``positional=None``, ``"learned"`` or ``"fixed"``, GSMT
+Table 13), added to its input before anything else, so that a comparison of embeddings can keep the encoding
+fixed. Self-attention without one is permutation-equivariant: it cannot tell snippets apart by place at all.
+Convolutions know *relative* position (they are translation-equivariant, up to the zero padding at the borders) but
+not *absolute* position; a head that outputs one channel per absolute position (GSMT's mask head: channel k of
+column t is the mask at snippet k) needs the absolute position from somewhere, and away from the borders a CNN
+without an encoding has none.
 """
 from __future__ import annotations
 
@@ -33,6 +41,39 @@ def sinusoidal_positions(num_positions: int, dim: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
     return table
+
+
+class PositionalEncoding(nn.Module):
+    """Add a position table to channels-first features: ``(B, C, T) -> (B, C, T)``.
+
+    ``kind``: ``None`` (the identity: no encoding), ``"learned"`` (a trained ``(T, C)`` table, initialised
+    N(0, 0.02^2)) or ``"fixed"`` (:func:`sinusoidal_positions`). An encoding needs ``num_snippets`` and then
+    accepts only that T.
+    """
+
+    def __init__(self, kind: str | None, dim: int, num_snippets: int | None = None):
+        super().__init__()
+        if kind not in (None, "learned", "fixed"):
+            raise ValueError(f"positional must be None, 'learned' or 'fixed', got {kind!r}")
+        if kind is not None and (isinstance(num_snippets, bool) or not isinstance(num_snippets, int)
+                                 or num_snippets <= 0):
+            raise ValueError(f"positional={kind!r} needs num_snippets (a positive int), got {num_snippets!r}")
+        self.kind, self.dim, self.num_snippets = kind, dim, num_snippets
+        if kind == "learned":
+            self.positions = nn.Parameter(torch.randn(num_snippets, dim) * 0.02)
+        elif kind == "fixed":
+            self.register_buffer("positions", sinusoidal_positions(num_snippets, dim), persistent=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.kind is None:
+            return features
+        if features.shape[-1] != self.num_snippets:
+            raise ValueError(f"features have T={features.shape[-1]} snippets, but the {self.kind} positional "
+                             f"encoding was built for num_snippets={self.num_snippets}")
+        return features + self.positions.t().to(features.dtype)  # (C, T) broadcast over the batch
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}, dim={self.dim}, num_snippets={self.num_snippets}"
 
 
 class TransformerEncoderLayer(nn.Module):
@@ -69,32 +110,21 @@ class TransformerEncoderLayer(nn.Module):
 class TransformerEmbedding(nn.Module):
     """A stack of :class:`TransformerEncoderLayer` on channels-first features: ``(B, C, T) -> (B, C, T)``.
 
-    ``positional``: ``None`` (GSMT's default: no encoding, Table 13), ``"learned"`` (a trained ``(T, C)`` table)
-    or ``"fixed"`` (sinusoidal). Both encodings need ``num_snippets`` and then accept only that T.
+    ``positional``: ``None`` (GSMT's default: no encoding, Table 13), ``"learned"`` or ``"fixed"``
+    (:class:`PositionalEncoding`, added to the input). Without one the embedding is permutation-equivariant.
     """
 
     def __init__(self, dim: int, heads: int = 4, layers: int = 1, dropout: float = 0.1,
                  positional: str | None = None, num_snippets: int | None = None, mlp_ratio: float | None = None):
         super().__init__()
-        check_choice("positional", positional, {None, "learned", "fixed"})
-        if positional is not None and (not isinstance(num_snippets, int) or num_snippets <= 0):
-            raise ValueError(f"positional={positional!r} needs num_snippets (a positive int), got {num_snippets!r}")
-        self.dim, self.positional, self.num_snippets = dim, positional, num_snippets
-        if positional == "learned":
-            self.positions = nn.Parameter(torch.randn(num_snippets, dim) * 0.02)
-        elif positional == "fixed":
-            self.register_buffer("positions", sinusoidal_positions(num_snippets, dim), persistent=False)
+        self.dim = dim
+        self.positional = PositionalEncoding(positional, dim, num_snippets)  # first: a learned table's init
         self.layers = nn.ModuleList(TransformerEncoderLayer(dim, heads, dropout, mlp_ratio) for _ in range(layers))
         self.final_norm = nn.LayerNorm(dim)  # pre-LN stacks end with a norm, else the residual stream is unscaled
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         _check_features(features, self.dim)
-        tokens = features.transpose(1, 2)  # (B, T, C): attention mixes along T
-        if self.positional is not None:
-            if tokens.shape[1] != self.num_snippets:
-                raise ValueError(f"features have T={tokens.shape[1]} snippets, but the {self.positional} positional "
-                                 f"encoding was built for num_snippets={self.num_snippets}")
-            tokens = tokens + self.positions.to(tokens.dtype)
+        tokens = self.positional(features).transpose(1, 2)  # (B, T, C): attention mixes along T
         for layer in self.layers:
             tokens = layer(tokens)
         return self.final_norm(tokens).transpose(1, 2)
@@ -118,17 +148,20 @@ class DilatedCNNEmbedding(nn.Module):
 
     Each layer is a residual dilated convolution (kernel 3); the receptive field is 1 + 2 * 2 * (1 + 3 + 5) = 37
     snippets, local compared with self-attention's whole video, which is the point of the ablation.
+    ``positional``: an optional :class:`PositionalEncoding` added to the input (None by default).
     """
 
-    def __init__(self, dim: int, dilations=(1, 3, 5), layers_per_dilation: int = 2, dropout: float = 0.1):
+    def __init__(self, dim: int, dilations=(1, 3, 5), layers_per_dilation: int = 2, dropout: float = 0.1,
+                 positional: str | None = None, num_snippets: int | None = None):
         super().__init__()
         self.dim = dim
+        self.positional = PositionalEncoding(positional, dim, num_snippets)
         self.layers = nn.Sequential(*(DilatedResidualLayer(dim, d, dropout)
                                       for d in dilations for _ in range(layers_per_dilation)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         _check_features(features, self.dim)
-        return self.layers(features)
+        return self.layers(self.positional(features))
 
 
 class MSTCNEmbedding(nn.Module):
@@ -137,12 +170,15 @@ class MSTCNEmbedding(nn.Module):
     A stage is a 1x1 conv, ``layers_per_stage`` dilated residual layers with dilation 1, 2, 4, ... (receptive field
     2^(L+1) - 1 snippets, 255 for L = 7, so the whole video at T = 100) and a 1x1 conv. Deviation: MS-TCN's stages
     output class scores and the next stage reads their softmax; as an embedding each stage here passes on C-wide
-    features instead (the detector's heads do the classifying).
+    features instead (the detector's heads do the classifying). ``positional``: an optional
+    :class:`PositionalEncoding` added to the input (None by default).
     """
 
-    def __init__(self, dim: int, stages: int = 2, layers_per_stage: int = 7, dropout: float = 0.1):
+    def __init__(self, dim: int, stages: int = 2, layers_per_stage: int = 7, dropout: float = 0.1,
+                 positional: str | None = None, num_snippets: int | None = None):
         super().__init__()
         self.dim = dim
+        self.positional = PositionalEncoding(positional, dim, num_snippets)
         self.stages = nn.ModuleList(
             nn.Sequential(nn.Conv1d(dim, dim, 1),
                           *(DilatedResidualLayer(dim, 2 ** i, dropout) for i in range(layers_per_stage)),
@@ -151,6 +187,7 @@ class MSTCNEmbedding(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         _check_features(features, self.dim)
+        features = self.positional(features)
         for stage in self.stages:
             features = stage(features)
         return features
@@ -160,14 +197,13 @@ def make_embedding(kind: str, dim: int, *, heads: int = 4, layers: int = 1, drop
                    positional: str | None = None, num_snippets: int | None = None) -> nn.Module:
     """The snippet embedding called ``kind`` (``"transformer"``, ``"cnn"`` or ``"mstcn"``), width ``dim``.
 
-    ``heads``, ``layers`` and ``positional`` apply to the Transformer only; the CNNs have no positional encoding
-    (convolutions know where they are).
+    ``heads`` and ``layers`` apply to the Transformer only. ``positional`` (``None``, ``"learned"`` or ``"fixed"``,
+    with ``num_snippets``) applies to every kind, added to the input: a CNN knows relative position only (see the
+    module docstring), so comparing embeddings means giving them the same encoding.
     """
     check_choice("embedding", kind, {"transformer", "cnn", "mstcn"})
-    if kind != "transformer" and positional is not None:
-        raise ValueError(f"positional={positional!r} applies to embedding='transformer' only, got embedding={kind!r}")
     if kind == "transformer":
         return TransformerEmbedding(dim, heads, layers, dropout, positional, num_snippets)
     if kind == "cnn":
-        return DilatedCNNEmbedding(dim, dropout=dropout)
-    return MSTCNEmbedding(dim, dropout=dropout)
+        return DilatedCNNEmbedding(dim, dropout=dropout, positional=positional, num_snippets=num_snippets)
+    return MSTCNEmbedding(dim, dropout=dropout, positional=positional, num_snippets=num_snippets)

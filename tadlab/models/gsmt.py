@@ -2,7 +2,8 @@
 
 Every snippet predicts two things (Fig. 2): its class ``P`` (K actions + background) and the *whole video's*
 foreground mask of the action it belongs to (a column of ``M``). Detection needs no proposals: take the
-best-scoring action snippets, threshold their mask columns, read segments off the activations (Sec. 3.3).
+best-scoring action snippets, threshold their mask columns, read segments off the activations (Sec. 3.3;
+:mod:`tadlab.models.gsmt_decode`, which can also group the class map, or pool both as the authors' release does).
 
     features (B, C, T) -> input projection (1x1 conv) -> snippet embedding E (B, H, T)
         -> classification branch: one 1D conv -> 2(K+1) channels: P = softmax of the first K+1 (Eq. 3),
@@ -24,27 +25,22 @@ Choices the paper leaves open, stated here (see also :meth:`GSMT.detect`):
   (validation column IoU 0.57 against 0.66 with weight 10; average mAP 0.20 against 0.34 over 3 seeds). The
   notebook uses 10, a deviation from Sec. 3.3 (on the thumos preset the weight changes little: 0.50 vs 0.49).
 - ``mask_branch=False`` is the "w/o mask branch" ablation of Table 7: no mask head and no mask loss; detection then
-  thresholds the selected class's probability curve P[c, :] in place of a mask column.
+  groups the class map (``source="class_map"``, the only source it has). Which decoder the paper's row used is not
+  said; decoding a model *with* masks by ``source="class_map"`` separates the decoder from the training.
+- ``positional`` applies to every ``embedding`` (added to the projected features): the mask head's last conv gives one
+  channel per absolute position, and a CNN knows relative position only (see :mod:`tadlab.models.blocks`).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from tadlab.grouping import activation_runs
 from tadlab.models.blocks import make_embedding
+from tadlab.models.gsmt_decode import (  # noqa: F401 (inference lives in gsmt_decode; re-exported here)
+    DEFAULT_THRESHOLDS, PAPER_SOFT_NMS_SIGMA, _positive_int, decode_global_masks, soft_nms_options)
 from tadlab.utils import check_choice
 
-DEFAULT_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))  # Theta = {0.1, ..., 0.9} (Sec. 4)
 PAPER_COST = {"params_M": 2.9, "flops_G": 0.6}  # GSMT Table 3 (ActivityNet, two-stream features)
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
 
 
 class GSMT(nn.Module):
@@ -57,7 +53,7 @@ class GSMT(nn.Module):
         hidden: width of the embedding and heads.
         heads: attention heads (4, GSMT Table 9). layers: Transformer encoder layers.
         embedding: ``"transformer"`` (default), ``"cnn"`` (1D CNN, dilations 1/3/5) or ``"mstcn"`` (Table 4).
-        positional: ``None`` (default, Table 13), ``"learned"`` or ``"fixed"``.
+        positional: ``None`` (default, Table 13), ``"learned"`` or ``"fixed"``, for any ``embedding``.
         mask_loss: ``"biou"`` (bIoU + L2 penalty + dice, Eq. 6), ``"iou"`` (soft IoU + dice, TAGS Table 2) or
             ``"bce"`` (binary cross-entropy, TAGS Table 5's conventional loss).
         mask_branch: False drops the mask head (Table 7 ablation).
@@ -192,120 +188,55 @@ class GSMT(nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def detect(self, outputs: dict, *, decoding: str = "long", top_snippets: int = 50,
+    def detect(self, outputs: dict, *, source: str | None = None, decoding: str = "long", top_snippets: int = 50,
                thresholds=DEFAULT_THRESHOLDS, score_threshold: float = 0.1, top_k: int = 200,
-               mask_score: str = "inner", nms: dict | None = None) -> list[dict]:
-        """Detections per video (Sec. 3.3); see :func:`decode_global_masks` for every argument."""
-        masks = outputs.get("masks") if self.has_mask_branch else None
-        return decode_global_masks(outputs["probs"], masks, decoding=decoding, top_snippets=top_snippets,
-                                   thresholds=thresholds, score_threshold=score_threshold, top_k=top_k,
-                                   mask_score=mask_score, nms=nms)
+               mask_score: str = "inner", nms: dict | str | None = None) -> list[dict]:
+        """Detections per video (Sec. 3.3); see :func:`~tadlab.models.gsmt_decode.decode_global_masks` for every
+        argument. ``source``: ``"masks"`` (the paper's decoding; the default with a mask branch), ``"class_map"``
+        (class-map grouping; the default and the only source without one) or ``"both"``."""
+        if self.has_mask_branch:
+            masks = outputs.get("masks")
+        elif source not in (None, "class_map"):
+            raise ValueError(f"source={source!r} needs the mask branch; this GSMT has mask_branch=False, so it "
+                             f"decodes with source='class_map' only")
+        else:
+            masks = None
+        return decode_global_masks(outputs["probs"], masks, source=source, decoding=decoding,
+                                   top_snippets=top_snippets, thresholds=thresholds, score_threshold=score_threshold,
+                                   top_k=top_k, mask_score=mask_score, nms=nms)
 
+    def oracle_outputs(self, outputs: dict, batch: dict, *, classes: bool = False, masks: bool = False) -> dict:
+        """GSMT Table 6's oracles: ``outputs`` with the class map and/or the masks replaced by ``batch``'s ground truth.
 
-def decode_global_masks(probs: torch.Tensor, masks: torch.Tensor | None, *, decoding: str = "long",
-                        top_snippets: int = 50, thresholds=DEFAULT_THRESHOLDS, score_threshold: float = 0.1,
-                        top_k: int = 200, mask_score: str = "inner", nms: dict | None = None) -> list[dict]:
-    """GSMT inference: class map ``probs`` P (B, K+1, T) and masks M (B, T, T) -> one dict per video of
-    ``segments`` (N, 2) snippet units, ``scores`` (N,), ``labels`` (N,) int64, best first.
+        ``classes=True``: ``probs`` becomes the one-hot ground-truth class map (B, K+1, T) of :meth:`targets`
+        (background K outside instances; ``logits`` = its log, floored at the dtype's smallest normal number, whose
+        softmax is ``probs`` to float precision). ``masks=True``: ``masks`` becomes the ground-truth masks
+        (B, T, T) (column t = the mask of the instance snippet t lies in, zeros for background snippets;
+        ``mask_logits`` = their logit, clamped one machine epsilon inside (0, 1)). Other entries are left as
+        predicted (``regression`` is unused at test time). Returns a new dict; ``outputs`` is not changed. Pass the
+        result to :meth:`detect`.
 
-    1. The ``top_snippets`` (M1 = 50) best (class, snippet) pairs of P's K action rows: a snippet may enter once
-       per class it scores for (the paper says "top scoring snippets"; ranking pairs also gives a snippet its
-       runner-up class).
-    2. Each one's mask column ``M[b, :, t]`` is thresholded at every theta in ``thresholds`` (Theta = 0.1..0.9).
-    3. ``decoding="long"`` (ActivityNet): one candidate [first activated, last activated + 1) per column and theta;
-       ``"short"`` (THUMOS): every run of consecutive activated snippets is a candidate.
-    4. Score = P[c, t] x mask score. ``mask_score="inner"`` (the paper's "maximal segmentation mask score", the
-       "inner score" row of TAGS supp. Table 4): the maximum of the column over the candidate's own snippets
-       [start, end). ``"contrast"``: that maximum minus the column's mean outside the candidate (clamped at 0),
-       our reading of TAGS's action-vs-background contrast (Table 4's best row; TAGS's Eq. 7 itself is not in our
-       copy).
-    5. Identical (class, start, end) candidates are merged keeping the best score (thresholds often give the same
-       segment; without merging Soft-NMS only decays the copies), then scores <= ``score_threshold`` (theta_c =
-       0.1) are dropped, the ``top_k`` (M2 = 200) best kept and class-aware Soft-NMS applied
-       (:func:`tadlab.segments.batched_soft_nms` with ``nms`` keyword arguments).
-
-    ``masks=None`` (no mask branch) thresholds the selected class's probability curve P[c, :] instead.
-    Everything up to Soft-NMS is batched tensor work over videos, snippets and thresholds.
-    """
-    from tadlab.segments import batched_soft_nms
-
-    check_choice("decoding", decoding, {"long", "short"})
-    check_choice("mask_score", mask_score, {"inner", "contrast"})
-    if not isinstance(probs, torch.Tensor) or probs.dim() != 3 or probs.shape[1] < 2:
-        raise ValueError(f"probs must be a tensor (B, K+1, T) with K >= 1, got "
-                         f"{tuple(probs.shape) if isinstance(probs, torch.Tensor) else type(probs).__name__}")
-    batch_size, num_classes, num_snippets = probs.shape[0], probs.shape[1] - 1, probs.shape[2]
-    if masks is not None and tuple(masks.shape) != (batch_size, num_snippets, num_snippets):
-        raise ValueError(f"masks must have shape (B, T, T) = {(batch_size, num_snippets, num_snippets)} to match "
-                         f"probs, got {tuple(masks.shape)}")
-    _positive_int("top_snippets", top_snippets)
-    _positive_int("top_k", top_k)
-    thresholds = torch.as_tensor(thresholds, dtype=probs.dtype, device=probs.device).reshape(-1)
-    if thresholds.numel() == 0 or bool(((thresholds <= 0) | (thresholds >= 1)).any()):
-        raise ValueError(f"thresholds must be a non-empty list of values in (0, 1), got {thresholds.tolist()}")
-    nms = {"method": "gaussian", "sigma": 0.5} if nms is None else dict(nms)
-
-    # 1. top M1 (class, snippet) pairs.
-    action = probs[:, :num_classes, :]
-    class_scores, flat = action.flatten(1).topk(min(top_snippets, num_classes * num_snippets), dim=1)  # (B, M1)
-    classes, snippets = flat // num_snippets, flat % num_snippets
-    if masks is None:
-        columns = action.gather(1, classes[..., None].expand(-1, -1, num_snippets))
-    else:
-        columns = masks.transpose(1, 2).gather(1, snippets[..., None].expand(-1, -1, num_snippets))  # (B, M1, T)
-
-    # 2.-3. threshold every column at every theta and read segments off the activations.
-    active = columns[:, :, None, :] >= thresholds[:, None]  # (B, M1, H, T)
-    video, pick, start, end = _decode_activations(active, decoding)
-
-    # 4. score every candidate.
-    column = columns[video, pick]  # (R, T)
-    position = torch.arange(num_snippets, device=probs.device)
-    inside = (position >= start[:, None]) & (position < end[:, None])
-    inner = column.masked_fill(~inside, float("-inf")).amax(dim=1)
-    if mask_score == "contrast":
-        outside = (column * ~inside).sum(1) / (~inside).sum(1).clamp_min(1)
-        inner = (inner - outside).clamp_min(0)
-    scores = class_scores[video, pick] * inner
-    labels = classes[video, pick]
-
-    # 5. merge duplicates, filter, top M2, Soft-NMS per video.
-    span = num_snippets + 1
-    key = ((video * num_classes + labels) * span + start) * span + end
-    unique, inverse = torch.unique(key, return_inverse=True)
-    best = scores.new_full(unique.shape, float("-inf")).scatter_reduce(0, inverse, scores, reduce="amax")
-    end_u, rest = unique % span, unique // span
-    start_u, rest = rest % span, rest // span
-    label_u, video_u = rest % num_classes, rest // num_classes
-    keep = best > score_threshold
-    best, video_u, label_u = best[keep], video_u[keep], label_u[keep]
-    segments = torch.stack([start_u[keep], end_u[keep]], dim=1).to(probs.dtype)
-
-    detections = []
-    for b in range(batch_size):  # one Soft-NMS per video; everything per snippet was batched above
-        own = (video_u == b).nonzero().squeeze(1)
-        own = own[best[own].argsort(descending=True)[:top_k]]
-        seg, score, label, _ = batched_soft_nms(segments[own], best[own], label_u[own], **nms)
-        detections.append({"segments": seg, "scores": score, "labels": label.to(torch.int64)})
-    return detections
-
-
-def _decode_activations(active: torch.Tensor, decoding: str):
-    """Boolean activations ``(B, M1, H, T)`` -> candidate ``video, pick, start, end`` (R,) int64, [start, end).
-
-    ``"long"``: first and last activated snippet of each (column, threshold); ``"short"``: every activated run.
-    """
-    num_snippets = active.shape[-1]
-    if decoding == "long":
-        any_active = active.any(dim=-1)
-        as_int = active.to(torch.uint8)
-        first = as_int.argmax(dim=-1)  # argmax returns the first maximal index
-        last = num_snippets - 1 - as_int.flip(-1).argmax(dim=-1)
-        index = any_active.nonzero()
-        b, i, h = index.unbind(1)
-        return b, i, first[b, i, h], last[b, i, h] + 1
-    rows, start, end = activation_runs(active)
-    return rows[:, 0], rows[:, 1], start, end
+        With the one-hot class map every foreground snippet ties at 1, so ``detect``'s ``top_snippets`` (M1 = 50)
+        keeps an arbitrary 50 of them; pass ``top_snippets=T`` to let every foreground snippet propose.
+        """
+        if not (classes or masks):
+            raise ValueError("oracle_outputs needs classes=True and/or masks=True, got both False")
+        if masks and not self.has_mask_branch:
+            raise ValueError("masks=True needs the mask branch; this GSMT has mask_branch=False")
+        probs = outputs["probs"]
+        device, dtype = probs.device, probs.dtype
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        targets = self.targets(batch)
+        oracle = dict(outputs)
+        if classes:
+            one_hot = nn.functional.one_hot(targets["classes"], self.num_classes + 1).transpose(1, 2)
+            oracle["probs"] = one_hot.to(dtype)
+            oracle["logits"] = oracle["probs"].clamp_min(torch.finfo(dtype).tiny).log()
+        if masks:
+            oracle["masks"] = targets["masks"].to(dtype)
+            epsilon = torch.finfo(dtype).eps
+            oracle["mask_logits"] = torch.logit(oracle["masks"].clamp(epsilon, 1 - epsilon))
+        return oracle
 
 
 def paper_size_cost(hidden: int = 512, layers: int = 1, embedding: str = "transformer") -> dict:
