@@ -292,7 +292,8 @@ def test_each_source_gives_the_hand_worked_segments_and_scores():
     # masks: the top pairs are (class 0, snippet 6) at 0.9 and (0, 1) at 0.8; column 6 >= 0.5 on [5, 8), max 1.0;
     # column 1 on [1, 3), max 0.9. Score = P[c, t] x max of column t over the segment.
     assert decode_two_instances("masks") == {((5.0, 8.0), 0.9, 0), ((1.0, 3.0), round(0.8 * 0.9, 4), 0)}
-    # class_map: the runs of P[0] >= 0.5, scored by the mean of P[0] over them; the masks are not read.
+    # class_map: the runs of P[0] >= 0.5, scored as class-map grouping does (mean of P[0] over them minus the mean
+    # over one-snippet flanks, here 0 on both sides); the masks are not read.
     assert decode_two_instances("class_map") == {((1.0, 3.0), 0.7, 0), ((6.0, 8.0), 0.8, 0)}
     # both: a class-map run's voters are its own snippets: mean of P over them x mean of their columns' maxima over
     # the run. [1, 3): 0.7 x (0.9 + 0.9) / 2 = 0.63, below the mask candidate's 0.72 for the same segment (merged,

@@ -22,8 +22,9 @@ Inference has three steps, and only the first depends on where the candidates co
    candidate's voters are the snippets inside it (every one has P[c, v] >= theta: they are what made the run): its
    class confidence is grouping's score (the mean of P[c] over the run), and its mask confidence asks the masks of
    its own snippets whether they agree with the segment. So a segment found by both sources gets scores of the same
-   kind, and pooling them is fair. Under ``source="class_map"`` there are no masks to ask and the mask confidence is
-   1 (grouping's score unchanged). The mask score of a column m on [s, e) (``mask_score``):
+   kind, and pooling them is fair. Under ``source="class_map"`` there are no masks to ask: the candidates are scored
+   as :func:`tadlab.grouping.group_class_map` scores them (mean of P[c] over the run minus its mean over the flanks),
+   so GSMT's class map is decoded exactly as the class-map grouping baseline decodes its own. The mask score of a column m on [s, e) (``mask_score``):
    - ``"inner"`` (default; the paper's "maximal segmentation mask score", TAGS supp. Table 4's "inner score"):
      max of m over [s, e);
    - ``"contrast"``: that maximum minus the mean of m outside [s, e), clamped at 0 (our reading of TAGS's
@@ -135,7 +136,10 @@ def decode_global_masks(probs: torch.Tensor, masks: torch.Tensor | None, *, sour
         mask_confidence = column_scores(masks, video, start, end, mask_score, column=snippet)  # one voter: (R,)
         parts.append((video, label, start, end, class_score * mask_confidence))
     if source in ("class_map", "both"):
-        video, label, start, end, score = class_map_candidates(probs, thresholds)  # score: mean of P[c] over it
+        # Alone, the class map is decoded exactly as the class-map grouping baseline does (contrast score); pooled
+        # with mask candidates, its class confidence is the mean of P[c] over the voters, as defined above.
+        video, label, start, end, score = class_map_candidates(
+            probs, thresholds, score="mean" if source == "both" else "contrast")
         if source == "both":  # the voters are the snippets inside: mean of their columns' mask scores
             inside = _inside(start, end, num_snippets)
             per_column = column_scores(masks, video, start, end, mask_score)
