@@ -29,6 +29,25 @@ from pathlib import Path
 import numpy as np
 
 SUBSETS = ("training", "validation", "testing")
+PROFILES = ("smoke", "ci", "full")
+# Videos per world at each profile, shared by every notebook so that stored rows (results/) compare like with like:
+# 60 % training, 20 % validation, 20 % testing (the presets' split).
+WORLD_VIDEOS = {"smoke": {"thumos": 15, "anet": 15}, "ci": {"thumos": 120, "anet": 150},
+                "full": {"thumos": 400, "anet": 500}}
+# Epochs of the baselines at each profile (chosen on validation, notebook 01).
+BASELINE_EPOCHS = {"smoke": 1, "ci": 10, "full": 25}
+
+
+def standard_world(preset: str, profile: str, seed: int, **overrides):
+    """The world every notebook uses at ``profile`` ("smoke", "ci" or "full"): :func:`make_world` with
+    ``WORLD_VIDEOS[profile][preset]`` videos and ``seed`` (``overrides`` pass through)."""
+    from tadlab.data.synthetic import make_world
+
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
+    if preset not in WORLD_VIDEOS[profile]:
+        raise ValueError(f"preset must be one of {sorted(WORLD_VIDEOS[profile])}, got {preset!r}")
+    return make_world(preset, WORLD_VIDEOS[profile][preset], seed=seed, **overrides)
 
 
 @dataclass
@@ -184,7 +203,7 @@ BASELINE_ROWS = ("naive", "context", "class map grouping")
 
 
 def baseline_rows(world, tiou_thresholds, *, seed: int, epochs: int, subset: str = "testing", lr: float = 3e-3,
-                  batch_size: int = 16, device="auto") -> dict:
+                  batch_size: int = 16, device="auto", models: dict | None = None) -> dict:
     """Train the baselines on ``world``'s training videos and measure them on ``subset``: ``{row: metrics}``.
 
     - ``"naive"``: :class:`~tadlab.models.SnippetClassifier`, decoded by runs of one threshold;
@@ -192,7 +211,8 @@ def baseline_rows(world, tiou_thresholds, *, seed: int, epochs: int, subset: str
     - ``"class map grouping"``: the same trained context model, decoded by class-map grouping (one change: the
       decoder).
 
-    Both models train with :func:`tadlab.train.fit` (AdamW, cosine schedule, weight decay 1e-2).
+    Both models train with :func:`tadlab.train.fit` (AdamW, cosine schedule, weight decay 1e-2). Pass a dict as
+    ``models`` to receive the trained models under "naive" and "context".
     """
     from tadlab.models import SnippetClassifier, TemporalContextClassifier
     from tadlab.train import fit
@@ -211,6 +231,8 @@ def baseline_rows(world, tiou_thresholds, *, seed: int, epochs: int, subset: str
     rows["context"] = detection_metrics(context, world, tiou_thresholds, subset, device, decoder="runs")
     rows["class map grouping"] = detection_metrics(context, world, tiou_thresholds, subset, device,
                                                    decoder="class_map")
+    if models is not None:
+        models.update(naive=naive, context=context)
     return rows
 
 

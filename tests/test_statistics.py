@@ -59,3 +59,16 @@ def test_subset_none_takes_every_video_and_rows_without_pairs_are_nan():
 def test_a_subset_without_annotations_is_named():
     with pytest.raises(ValueError, match=r"no annotated video in subset 'testing'.*\['training', 'validation'\]"):
         dataset_statistics(GROUND_TRUTH, subset="testing")
+
+
+def test_statistics_table_puts_sources_side_by_side():
+    from tadlab.data.statistics import TABLE_ROWS, statistics_table
+
+    stats = dataset_statistics(GROUND_TRUTH, subset="validation")
+    single = dataset_statistics({"database": {"v": _video("validation", 10.0, (1, 2, "x"))}})
+    lines = statistics_table({"hand-made": stats, "one video": single}).splitlines()
+    assert len(lines) == 1 + len(TABLE_ROWS) and "hand-made" in lines[0] and "one video" in lines[0]
+    row = next(line for line in lines if line.startswith("videos with a single class"))
+    assert row.split()[-2:] == ["67%", "100%"]
+    assert next(line for line in lines if line.startswith("same-class gap: median")).endswith("n/a")
+    assert "33/33/33/0/0 %" in next(line for line in lines if line.startswith("videos with 1 / 2"))

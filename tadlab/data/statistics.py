@@ -106,3 +106,44 @@ def _union_length(segments: np.ndarray) -> float:
         total += end - max(start, reach)
         reach = end
     return float(total)
+
+
+# The rows of the side-by-side table: (label, key, format); shares print as percentages.
+TABLE_ROWS = (
+    ("videos", "videos", "{:.0f}"),
+    ("mean duration (s)", "mean_duration", "{:.0f}"),
+    ("videos with a single class", "single_class_videos", "{:.0%}"),
+    ("consecutive instances, same class", "same_class_consecutive", "{:.0%}"),
+    ("same-class gap: median (s)", "gap_median", "{:.1f}"),
+    ("same-class gap: under 1 s", "gap_under_1s", "{:.0%}"),
+    ("same-class gap: under 3 s", "gap_under_3s", "{:.0%}"),
+    ("instances per video: mean", "instances_per_video_mean", "{:.2f}"),
+    ("instances per video: median", "instances_per_video_median", "{:.0f}"),
+    ("instances per video: max", "instances_per_video_max", "{:.0f}"),
+    ("videos with 1 / 2 / 3-4 / 5-8 / >8", "instances_per_video_share", None),
+    ("instance length / video: median", "length_fraction_median", "{:.1%}"),
+    ("instance length / video: mean", "length_fraction_mean", "{:.1%}"),
+    ("instances under 2 % of the video", "length_under_2pct", "{:.0%}"),
+    ("instances over 80 % of the video", "length_over_80pct", "{:.0%}"),
+    ("fraction of video that is action", "action_fraction", "{:.2f}"),
+    ("instances overlapping another", "overlapping_instances", "{:.1%}"),
+)
+
+
+def statistics_table(columns: dict) -> str:
+    """A text table of :func:`dataset_statistics` results side by side: ``columns`` maps a heading to a result."""
+    names = list(columns)
+    width = max(len(label) for label, _, _ in TABLE_ROWS)
+    cells = {}
+    for name, stats in columns.items():
+        for label, key, fmt in TABLE_ROWS:
+            value = stats[key]
+            if fmt is None:
+                cells[name, label] = "/".join(f"{100 * value[b]:.0f}" for b, _, _ in COUNT_BUCKETS) + " %"
+            else:
+                cells[name, label] = "n/a" if isinstance(value, float) and np.isnan(value) else fmt.format(value)
+    col = [max(len(n), *(len(cells[n, label]) for label, _, _ in TABLE_ROWS)) for n in names]
+    lines = [f"{'':{width}}  " + "  ".join(f"{n:>{c}}" for n, c in zip(names, col))]
+    lines += [f"{label:{width}}  " + "  ".join(f"{cells[n, label]:>{c}}" for n, c in zip(names, col))
+              for label, _, _ in TABLE_ROWS]
+    return "\n".join(lines)

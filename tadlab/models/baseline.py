@@ -180,7 +180,7 @@ class TemporalContextClassifier(PerSnippetDetector):
         center_features: subtract each video's per-channel mean over time first (default on).
     """
 
-    def __init__(self, feature_dim: int, num_classes: int, hidden_dim: int = 128, dilations=(1, 2, 4, 8, 16),
+    def __init__(self, feature_dim: int, num_classes: int, hidden_dim: int = 64, dilations=(1, 2, 4, 8, 16),
                  dropout: float = 0.1, center_features: bool = True):
         super().__init__()
         _check_int("feature_dim", feature_dim)
