@@ -50,7 +50,7 @@ class EdgeConv(nn.Module):
 
     ``attention=False`` (the snippet graph): a_ij = 1 on every edge. ``attention=True`` (the proposal graph):
     a_ij = cos(x_i, x_j), the cosine attention of Sec. 3.3, recomputed from each layer's input. K_i counts node i's
-    valid neighbours. Returns (B, N, C_out).
+    valid neighbours (a node without any gets A x = 0). Returns (B, N, C_out).
     """
 
     def __init__(self, in_dim: int, out_dim: int, attention: bool = False):

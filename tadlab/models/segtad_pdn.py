@@ -13,15 +13,18 @@ Training does not score all P proposals: it samples neighbourhoods (Sec. 3.3, af
 
 Choices the paper leaves open, stated here:
 - Feature sampling. The paper extracts proposal features "based on SGAlign [G-TAD]". We sample ``samples`` = 8
-  points evenly over [s - context L, e + context L] (L = e - s, ``context`` = 0.25 as BMN extends proposals; 0
-  samples the proposal alone), reading Y by linear interpolation (zero outside the video), and project the
-  concatenation to C'. Without context a proposal inside a longer action looks exactly like the action itself.
+  points evenly over [s - context L, e + context L] (L = e - s; ``context`` = 0.25 is our choice, as BSN/BMN-style
+  proposal features also look around a proposal; 0 samples the proposal alone), reading Y by linear interpolation
+  (zero outside the video), and project the concatenation to C'. Without context, a proposal well inside a longer
+  action sees only action features, as the action itself does.
 - The training graph. On the sampled list, a node's neighbours are its best-tIoU proposals *that are in the list*,
   searched among its ``4K`` best overall: a seed's and a first-order neighbour's K are in the list by construction;
   a second-order neighbour keeps those of its candidates that are (possibly fewer than K; the mean then runs over
   those). Every neighbour is drawn from each node's global top-K, so the list has exactly M0 (1 + K + K^2) entries,
   repeats included (the paper says "from the remaining proposals"; repeats keep the count and the half-positive
-  seeds exact).
+  seeds exact). The loss then scores each distinct proposal of the list once, weighted by its count
+  (:func:`deduplicate`): the same value as over the list with its repeats, and cheaper when the list is longer
+  than the pattern.
 - Seeds. M0 / 2 positive (tIoU > tau) and M0 / 2 negative seeds, drawn without replacement while there are enough
   and cyclically repeated otherwise; a video without any positive proposal draws all its seeds from the negatives.
 """
