@@ -1,5 +1,6 @@
 """Real-feature path: the time mapping, resampling, FeatureDataset checks, and collate_videos."""
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,8 +206,39 @@ def test_zero_length_segments_are_dropped_with_a_counting_warning(tmp_path):
     annotations += [{"segment": [3.0, 3.0], "label": "run"}, {"segment": [0.0, 0.0], "label": "kick"}]
     with pytest.warns(AnnotationWarning, match="dropped 2 zero-length") as caught:
         dataset = make_dataset(tmp_path, ground_truth)
-    assert len(caught) == 1
+    assert len([w for w in caught if str(w.message).startswith("training targets:")]) == 1
     assert dataset[0]["labels"].tolist() == [1, 0] and dataset[0]["segments"].shape == (2, 2)
+
+
+def test_targets_are_clipped_to_the_video_and_the_ground_truth_is_not(tmp_path):
+    # Real files: an annotation ending past the duration (ActivityNet), one starting after it (THUMOS14).
+    write_features(tmp_path)
+    ground_truth = copy.deepcopy(GT)
+    ground_truth["database"]["v1"]["annotations"] += [{"segment": [8.0, 10.5], "label": "run"},
+                                                      {"segment": [10.2, 11.0], "label": "kick"},
+                                                      {"segment": [-0.5, 2.0], "label": "jump"}]
+    with pytest.warns(AnnotationWarning) as caught:
+        dataset = make_dataset(tmp_path, ground_truth)
+    targets = [str(w.message) for w in caught if str(w.message).startswith("training targets:")]
+    assert len(targets) == 1 and "clipped 3 " in targets[0] and "dropped 1 " in targets[0]
+    assert {Path(w.filename).name for w in caught} == {"test_features.py"}  # the caller's line
+    # [8, 10] and [0, 2] s of a 10 s video at T = 16; [10.2, 11] became [10, 10] and was dropped
+    torch.testing.assert_close(dataset[0]["segments"][2:], torch.tensor([[12.8, 16.0], [0.0, 3.2]]))
+    assert dataset[0]["labels"].tolist() == [1, 0, 2, 0]
+    np.testing.assert_array_equal(dataset.videos["v1"].segments[2:], [[8.0, 10.5], [10.2, 11.0], [-0.5, 2.0]])
+
+
+@pytest.mark.parametrize("video_id", ["../outside", "sub/v1", "..", "/etc/passwd", "a\\b", ""])
+def test_video_ids_cannot_name_files_outside_the_feature_folder(tmp_path, video_id):
+    features = tmp_path / "features"
+    features.mkdir()
+    write_features(features)
+    np.save(tmp_path / "outside.npy", np.zeros((4, 6), np.float32))  # what '../outside' would read
+    ground_truth = copy.deepcopy(GT)
+    ground_truth["database"][video_id] = {"subset": "training", "duration": 5.0, "annotations": []}
+    with pytest.raises(ValueError, match=r"1 video id\(s\) are not plain file names, e\.g\. \[.*\]; features are "
+                                         r"read from feature_dir/<video id>\.npy"):
+        make_dataset(features, ground_truth)
 
 
 def test_dataloader_with_collate(tmp_path):

@@ -26,7 +26,7 @@ than the video's. ``fps`` is the rate of the frames the extractor saw, which may
 from __future__ import annotations
 
 import numbers
-import warnings
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from tadlab.data.schema import (
     class_names_of,
     load_ground_truth,
 )
+from tadlab.utils import warn_at_caller
 
 
 def _positive(value, name: str) -> float:
@@ -105,13 +106,16 @@ class FeatureDataset(torch.utils.data.Dataset):
     """Videos of an ActivityNet-style ground truth with their pre-extracted features ``feature_dir/VIDEO_ID.npy``.
 
     Each item is ``{"video_id", "features": float32 (C, T), "segments": float32 (N, 2) snippet units,
-    "labels": int64 (N,), "duration": float seconds}`` with T = ``num_snippets``. Segments become snippet units by
-    ``seconds * T / duration``; labels become indices into ``class_names`` (default: the sorted labels of the
-    whole ground truth, so every subset shares the same indices). Zero-length segments are dropped with a warning
-    (a training target needs start < end; evaluation reads the ground truth JSON itself and keeps them).
+    "labels": int64 (N,), "duration": float seconds}`` with T = ``num_snippets``. Segments are clipped to the video
+    (``[0, duration]``: real files hold annotations that end, or even start, past the stated duration) and become
+    snippet units by ``seconds * T / duration``; labels become indices into ``class_names`` (default: the sorted
+    labels of the whole ground truth, so every subset shares the same indices). Segments of zero length after
+    clipping are dropped; one warning counts what was clipped and dropped (a training target needs
+    ``0 <= start < end <= T``; evaluation reads the ground truth itself and scores the raw times).
 
     Construction checks every expected file (existence, shape and channel count, from the .npy header) and reports
-    all missing files in one error. Feature files without a ground-truth entry are ignored.
+    all missing files in one error. Feature files without a ground-truth entry are ignored. A video id must be a plain
+    file name (no folder separator, not "." or ".."), so that no id reads a file outside ``feature_dir``.
     ``fps`` is one number or a dict video id -> fps; ``stride`` and ``window`` are in frames (see module docstring).
     """
 
@@ -135,6 +139,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.fps = self._fps_per_video(fps, videos)
         self.videos = videos
         self.video_ids = list(videos)
+        _check_file_names(self.video_ids)
         self.paths = {video_id: self.feature_dir / f"{video_id}.npy" for video_id in self.video_ids}
         self._check_files_exist()
         self.feature_dim = self._check_shapes(feature_dim)
@@ -179,21 +184,24 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     def _targets(self):
         index = {name: i for i, name in enumerate(self.class_names)}
-        segments, labels, dropped = {}, {}, 0
+        segments, labels, clipped, dropped = {}, {}, 0, 0
         for video_id, video in self.videos.items():
             unknown = [label for label in video.labels if label not in index]
             if unknown:
                 raise ValueError(f"video {video_id!r}, field 'label': {unknown[0]!r} is not in class_names "
                                  f"({len(self.class_names)} classes, e.g. {self.class_names[:5]})")
-            keep = video.segments[:, 1] > video.segments[:, 0]
+            inside = video.clipped().segments
+            clipped += int((inside != video.segments).any(axis=1).sum())
+            keep = inside[:, 1] > inside[:, 0]
             dropped += int((~keep).sum())
             scale = self.num_snippets / video.duration
-            segments[video_id] = torch.tensor(video.segments[keep] * scale, dtype=torch.float32).reshape(-1, 2)
+            segments[video_id] = torch.tensor(inside[keep] * scale, dtype=torch.float32).reshape(-1, 2)
             labels[video_id] = torch.tensor([index[label] for label, k in zip(video.labels, keep) if k],
                                             dtype=torch.int64)
-        if dropped:
-            warnings.warn(f"dropped {dropped} zero-length ground-truth segment(s) (start == end) from the training "
-                          f"targets", AnnotationWarning, stacklevel=3)
+        if clipped or dropped:
+            warn_at_caller(f"training targets: clipped {clipped} ground-truth segment(s) to their video's "
+                           f"[0, duration] and dropped {dropped} zero-length segment(s) (start == end after "
+                           f"clipping)", AnnotationWarning)
         return segments, labels
 
     @property
@@ -221,6 +229,17 @@ class FeatureDataset(torch.utils.data.Dataset):
             "labels": self._labels[video_id].clone(),
             "duration": video.duration,
         }
+
+
+def _check_file_names(video_ids) -> None:
+    """Every id must name a file inside the feature folder: no separator, not "." or "..", no NUL byte."""
+    separators = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    bad = [video_id for video_id in video_ids
+           if video_id in ("", ".", "..") or "\0" in video_id or any(sep in video_id for sep in separators)]
+    if bad:
+        raise ValueError(f"{len(bad)} video id(s) are not plain file names, e.g. {bad[:3]}; features are read from "
+                         f"feature_dir/<video id>.npy, and an id with a folder separator or '..' would read a file "
+                         f"outside feature_dir: rename the videos in the ground truth")
 
 
 def _is_loaded(ground_truth) -> bool:
