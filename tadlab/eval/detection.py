@@ -2,11 +2,14 @@
 
 The official ActivityNet evaluation (``ANETdetection``) scores detections like this, and so does this module:
 
-1. Ground truth: the videos of ``subset`` (``None``: all videos). The classes are the labels found there; a class
-   with ``npos`` instances contributes AP 0 when it has no predictions. mAP is the mean AP over those classes.
-2. Predictions are *not* filtered by subset: one on a video the ground truth lacks is a false positive, and so is
-   one of class c on a video without ground truth of class c. Predictions whose label the ground truth does not
-   have are ignored (one warning counts them).
+1. Ground truth: the videos of ``subset`` (default: "validation" when the file has several subsets, see
+   :mod:`tadlab.eval.common`), times as written (never clipped to the duration, which the official code never
+   reads). The classes are the labels found there; a class with ``npos`` instances contributes AP 0 when it has no
+   predictions. mAP is the mean AP over those classes.
+2. Predictions are *not* filtered by subset: one on a video the scored ground truth lacks is a false positive, and
+   so is one of class c on a video without ground truth of class c. Predictions whose label the ground truth does
+   not have stop the official code with a ``KeyError``; tadlab leaves them out and scores the rest, with one
+   warning that counts them (and stops, naming the likely cause, when no label is known).
 3. Per class, predictions are visited by decreasing score, ordered as ``np.argsort(scores)[::-1]`` over the
    class's predictions in their order in the results (ties therefore fall exactly as in the official code).
 4. At each tIoU threshold a prediction looks at the ground truth of its video and class by decreasing tIoU
@@ -25,31 +28,27 @@ order comes from one ``np.argsort(axis=1)`` per group size, which sorts each row
 Optional switches for variants found in common copies, off by default: ``drop_duplicate_gt`` keeps one of
 identical (video, label, segment) instances; ``ignore_videos`` removes videos (ids or a local file, one id a line
 or a JSON list) from ground truth and predictions, as the official "blocked videos" list does. Never any network.
-
-Command line::
-
-    python -m tadlab.eval GROUND_TRUTH.json RESULTS.json [--subset S] [--tiou 0.5:0.95:0.05] [--json] [--per-class]
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from tadlab.data.schema import VideoDetections, as_ground_truth, load_results
-
-# np.linspace, as the official code builds them: the exact float values matter when a tIoU equals a threshold.
-ANET_TIOU = np.linspace(0.5, 0.95, 10)
-THUMOS_TIOU = np.linspace(0.3, 0.7, 5)
-ANET_TIOU.setflags(write=False)
-THUMOS_TIOU.setflags(write=False)
+from tadlab.data.tables import _duplicates
+from tadlab.eval.common import (
+    ANET_TIOU,
+    DEFAULT_SUBSET,
+    align_results,
+    ground_truth_table,
+    pair_tiou,
+    parse_tiou,
+    read_ignore_list,
+    resolve_subset,
+    results_table,
+    select_ground_truth,
+)
+from tadlab.utils import warn_at_caller
 
 
 @dataclass(frozen=True)
@@ -68,16 +67,17 @@ class DetectionMetrics:
     num_ground_truth: int = 0  # instances evaluated
     num_predictions: int = 0  # predictions evaluated (known labels, not ignored videos)
     num_ignored_predictions: int = 0  # predictions whose label the ground truth lacks
-    subset: str | None = None
+    subset: str | None = None  # the subset scored; None: every video of the ground truth
 
     def per_class(self) -> dict[str, list[float]]:
         """Class name -> AP at each threshold."""
         return {name: row.tolist() for name, row in zip(self.class_names, self.ap)}
 
     def to_dict(self, per_class: bool = False) -> dict:
-        """A JSON-ready dict: ``mAP`` (list), ``average_mAP``, ``tiou_thresholds`` (+ ``per_class_ap``)."""
+        """A JSON-ready dict: ``mAP`` (list), ``average_mAP``, ``tiou_thresholds``, ``subset`` (the subset scored,
+        None for every video) (+ ``per_class_ap``)."""
         out = {"mAP": self.mAP.tolist(), "average_mAP": float(self.average_mAP),
-               "tiou_thresholds": self.tiou_thresholds.tolist()}
+               "tiou_thresholds": self.tiou_thresholds.tolist(), "subset": self.subset}
         if per_class:
             out["per_class_ap"] = self.per_class()
         return out
@@ -111,39 +111,6 @@ class DetectionMetrics:
         return self.table(per_class=False)
 
 
-def parse_tiou(spec) -> np.ndarray:
-    """tIoU thresholds from ``"start:stop:step"`` (stop included, built with ``np.linspace`` as the official
-    code does), ``"0.3,0.5,0.7"`` or ``"0.5"``; arrays and lists pass through after checking.
-
-    Returns float64 (n,), each threshold in [0, 1].
-    """
-    if isinstance(spec, str):
-        text = spec.strip()
-        try:
-            if ":" in text:
-                start, stop, step = (float(p) for p in text.split(":"))
-                if step <= 0 or stop < start:
-                    raise ValueError
-                count = round((stop - start) / step) + 1
-                if abs(start + (count - 1) * step - stop) > 1e-9:
-                    raise ValueError
-                values = np.linspace(start, stop, count)
-            else:
-                values = np.array([float(p) for p in text.split(",")])
-        except ValueError:
-            raise ValueError(f"tiou must look like 'start:stop:step' (e.g. '0.5:0.95:0.05', stop reached by whole "
-                             f"steps) or '0.3,0.5,0.7', got {spec!r}") from None
-    else:
-        try:
-            values = np.array(spec, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise TypeError(f"tiou_thresholds must be numbers or a string like '0.5:0.95:0.05', "
-                            f"got {type(spec).__name__} {spec!r}") from None
-    if values.size == 0 or not np.all((values >= 0) & (values <= 1)):
-        raise ValueError(f"tiou_thresholds must be one or more numbers in [0, 1], got {values.tolist()}")
-    return values
-
-
 def interpolated_ap(precision, recall) -> np.ndarray:
     """VOC-2011 interpolated average precision (the ActivityNet one).
 
@@ -162,99 +129,7 @@ def interpolated_ap(precision, recall) -> np.ndarray:
     return np.sum(np.where(mrec[..., 1:] != mrec[..., :-1], step * mprec[..., 1:], 0.0), axis=-1)
 
 
-# ---------------------------------------------------------------- inputs
-def _as_results(source) -> dict[str, VideoDetections]:
-    if isinstance(source, Mapping) and source and all(isinstance(v, VideoDetections) for v in source.values()):
-        return dict(source)  # e.g. what tadlab.data.schema.detections_to_results returns
-    if not isinstance(source, (str, os.PathLike, Mapping)):
-        raise TypeError(f"results must be a path, an ActivityNet results dict or a dict of VideoDetections, "
-                        f"got {type(source).__name__}")
-    return load_results(source)
-
-
-def _read_ignore_list(ignore_videos) -> set[str]:
-    """Video ids from an iterable, or from a local file: a JSON list, or one id per line."""
-    if ignore_videos is None:
-        return set()
-    if isinstance(ignore_videos, (str, os.PathLike)):
-        path = Path(ignore_videos)
-        if not path.is_file():
-            raise ValueError(f"ignore_videos: {str(path)!r} is not a file; give a local file (JSON list or one "
-                             f"video id per line) or an iterable of video ids")
-        text = path.read_text()
-        try:
-            ids = json.loads(text)
-        except json.JSONDecodeError:
-            ids = [line.strip() for line in text.splitlines() if line.strip()]
-        if not isinstance(ids, list):
-            raise TypeError(f"ignore_videos file {str(path)!r}: expected a JSON list of video ids or one id per "
-                             f"line, got JSON {type(ids).__name__}")
-    else:
-        try:
-            ids = list(ignore_videos)
-        except TypeError:
-            raise TypeError(f"ignore_videos must be an iterable of video ids or a file path, "
-                            f"got {type(ignore_videos).__name__}") from None
-    bad = [v for v in ids if not isinstance(v, str)]
-    if bad:
-        raise TypeError(f"ignore_videos must hold str video ids, got {type(bad[0]).__name__} {bad[0]!r}")
-    return set(ids)
-
-
-def _flatten_ground_truth(videos, subset, ignore, drop_duplicates):
-    """Ground truth as flat arrays in file order: video index (N,), label (N,) str, segments (N, 2)."""
-    video_index, vids, labels, segments = {}, [], [], []
-    for video_id, video in videos.items():
-        if (subset is not None and video.subset != subset) or video_id in ignore:
-            continue
-        video_index[video_id] = len(video_index)
-        vids.append(np.full(len(video.labels), video_index[video_id]))
-        labels.extend(video.labels)
-        segments.append(video.segments)
-    if not labels:
-        subsets = sorted({v.subset for v in videos.values()})
-        raise ValueError(f"ground_truth has no annotated instances in subset {subset!r}"
-                         f"{' once ignore_videos are left out' if ignore else ''}; subsets present: {subsets}")
-    vids, segments, labels = np.concatenate(vids), np.concatenate(segments), np.array(labels, dtype=object)
-    if drop_duplicates:  # keep the first of identical (video, label, start, end) instances
-        seen, keep = set(), []
-        for key in zip(vids.tolist(), labels.tolist(), segments[:, 0].tolist(), segments[:, 1].tolist()):
-            keep.append(key not in seen)
-            seen.add(key)
-        keep = np.array(keep)
-        vids, labels, segments = vids[keep], labels[keep], segments[keep]
-    return video_index, vids, labels, segments
-
-
-def _flatten_results(results, video_index, class_index, ignore):
-    """Predictions as flat arrays in file order (known labels only): video (M,) (-1: not in the ground truth),
-    class (M,), segments (M, 2), scores (M,); and the number dropped for unknown labels."""
-    kept = [(vid, r) for vid, r in results.items() if vid not in ignore]
-    if not kept:
-        return np.zeros(0, int), np.zeros(0, int), np.zeros((0, 2)), np.zeros(0), 0, []
-    vids = np.concatenate([np.full(len(r.labels), video_index.get(vid, -1)) for vid, r in kept])
-    kept = [r for _, r in kept]
-    labels = [label for r in kept for label in r.labels]
-    classes = np.array([class_index.get(label, -1) for label in labels], dtype=np.int64)
-    segments = np.concatenate([r.segments for r in kept]).reshape(-1, 2)
-    scores = np.concatenate([r.scores for r in kept])
-    known = classes >= 0
-    unknown_labels = sorted({label for label, ok in zip(labels, known) if not ok})
-    return vids[known], classes[known], segments[known], scores[known], int((~known).sum()), unknown_labels
-
-
 # ---------------------------------------------------------------- matching
-def _rows_tiou(pred, gt):
-    """tIoU of pred (R, 2) with each row of gt (R, n, 2) -> (R, n); the official expression, term for term, so
-    that values (and ties, and equality with a threshold) are bit-identical."""
-    start = np.maximum(pred[:, None, 0], gt[..., 0])
-    end = np.minimum(pred[:, None, 1], gt[..., 1])
-    inter = (end - start).clip(0)
-    union = (gt[..., 1] - gt[..., 0]) + (pred[:, None, 1] - pred[:, None, 0]) - inter
-    with np.errstate(invalid="ignore", divide="ignore"):  # two zero-length segments: 0/0 = nan, as officially
-        return inter / union
-
-
 def _greedy_steps(tiou_sorted, gt_sorted, rank, locked, thresholds):
     """Greedy matching of one bucket of predictions, stepping over the rank within their (class, video) group.
 
@@ -299,7 +174,7 @@ def _match(pred_segments, group, rank, gt_segments, gt_by_group, group_start, gr
             sub = np.flatnonzero(size[rows] == n)
             r = rows[sub]
             gt = gt_by_group[group_start[group[r]][:, None] + np.arange(n)]  # (len(r), n), file order
-            tiou = _rows_tiou(pred_segments[r], gt_segments[gt])
+            tiou = pair_tiou(pred_segments[r][:, None], gt_segments[gt])
             order = np.argsort(tiou, axis=1)[:, ::-1]  # each row exactly as the official 1-D argsort()[::-1]
             tiou_sorted[sub, :n] = np.take_along_axis(tiou, order, axis=1)
             gt_sorted[sub, :n] = np.take_along_axis(gt, order, axis=1)
@@ -308,37 +183,46 @@ def _match(pred_segments, group, rank, gt_segments, gt_by_group, group_start, gr
 
 
 # ---------------------------------------------------------------- evaluation
-def evaluate_detection(ground_truth, results, tiou_thresholds=ANET_TIOU, subset: str | None = None,
+def evaluate_detection(ground_truth, results, tiou_thresholds=ANET_TIOU, subset: str | None = DEFAULT_SUBSET,
                        drop_duplicate_gt: bool = False, ignore_videos=None) -> DetectionMetrics:
     """ActivityNet detection mAP, exactly as the official evaluation computes it (see the module docstring).
 
     ground_truth: path, ActivityNet JSON dict or dict of VideoAnnotations; results: path, results dict or dict of
-    VideoDetections (both validated by :mod:`tadlab.data.schema`). tiou_thresholds: (n,) or a string for
-    :func:`parse_tiou`. subset: keep only ground-truth videos of that subset (None: all).
+    VideoDetections (both read by :mod:`tadlab.data.tables`). tiou_thresholds: (n,) or a string for
+    :func:`parse_tiou`. subset: "auto" (default: "validation" when the ground truth has several subsets, as the
+    official code; else every video), None (every video) or a subset name; the result's ``subset`` says which.
     Returns :class:`DetectionMetrics` with mAP (n,) and ap (K, n).
     """
     thresholds = parse_tiou(tiou_thresholds)
-    if subset is not None and not isinstance(subset, str):
-        raise TypeError(f"subset must be a str or None, got {type(subset).__name__} {subset!r}")
     if not isinstance(drop_duplicate_gt, bool):
         raise TypeError(f"drop_duplicate_gt must be a bool, got {type(drop_duplicate_gt).__name__} "
                         f"{drop_duplicate_gt!r}")
-    ignore = _read_ignore_list(ignore_videos)
-    videos, detections = as_ground_truth(ground_truth), _as_results(results)
+    ignore = read_ignore_list(ignore_videos)
+    truth = ground_truth_table(ground_truth)
+    subset = resolve_subset(truth, subset)
+    predictions = results_table(results, labels=True)
 
-    video_index, gt_video, gt_labels, gt_segments = _flatten_ground_truth(videos, subset, ignore, drop_duplicate_gt)
-    class_names = sorted(set(gt_labels.tolist()))
+    selection = select_ground_truth(truth, subset, ignore)
+    gt_video, gt_segments, gt_labels = selection.video, selection.segments, selection.labels
+    if drop_duplicate_gt:  # keep the first of identical (video, label, start, end) instances
+        keep = ~_duplicates(gt_video, gt_labels, gt_segments)
+        gt_video, gt_segments = gt_video[keep], gt_segments[keep]
+        gt_labels = [label for label, k in zip(gt_labels, keep.tolist()) if k]
+    class_names = sorted(set(gt_labels))
     class_index = {name: i for i, name in enumerate(class_names)}
-    gt_class = np.array([class_index[label] for label in gt_labels], dtype=np.int64)
-    num_classes, num_videos = len(class_names), len(video_index)
+    gt_class = np.fromiter(map(class_index.__getitem__, gt_labels), np.int64, len(gt_labels))
+    num_classes, num_videos = len(class_names), len(selection.video_ids)
     npos = np.bincount(gt_class, minlength=num_classes)
 
-    pred_video, pred_class, pred_segments, scores, num_unknown, unknown = _flatten_results(
-        detections, video_index, class_index, ignore)
+    rows, pred_video = align_results(predictions, selection, ignore, truth, "count as false positives")
+    labels = predictions.labels
+    pred_class = np.fromiter((class_index.get(labels[i], -1) for i in rows.tolist()), np.int64, len(rows))
+    known = pred_class >= 0
+    num_unknown = int((~known).sum())
     if num_unknown:
-        shown = ", ".join(repr(u) for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
-        warnings.warn(f"ignored {num_unknown} prediction(s) whose label is not in the ground truth "
-                      f"({len(unknown)} label(s): {shown}), as the official evaluation does", UserWarning, stacklevel=2)
+        _report_unknown_labels([labels[i] for i in rows[~known].tolist()], class_names, num_unknown == len(rows))
+    rows, pred_video, pred_class = rows[known], pred_video[known], pred_class[known]
+    pred_segments, scores = predictions.segments[rows], predictions.scores[rows]
 
     # Per class: file order, then the official argsort()[::-1] on that class's scores.
     by_class = np.argsort(pred_class, kind="stable")
@@ -383,40 +267,20 @@ def evaluate_detection(ground_truth, results, tiou_thresholds=ANET_TIOU, subset:
                             num_ignored_predictions=num_unknown, subset=subset)
 
 
-# ---------------------------------------------------------------- command line
-def main(argv=None) -> int:
-    """``python -m tadlab.eval GROUND_TRUTH.json RESULTS.json [--subset S] [--tiou ...] [--json]``."""
-    parser = argparse.ArgumentParser(prog="python -m tadlab.eval",
-                                     description="ActivityNet detection mAP, as the official evaluation computes it.")
-    parser.add_argument("ground_truth", help="ActivityNet-style ground truth JSON ('database')")
-    parser.add_argument("results", help="results JSON ('results' -> video id -> segment, label, score)")
-    parser.add_argument("--subset", default=None, help="evaluate only ground-truth videos of this subset "
-                                                       "(default: all videos)")
-    parser.add_argument("--tiou", default="0.5:0.95:0.05",
-                        help="thresholds 'start:stop:step' or 'a,b,c' (default ActivityNet 0.5:0.95:0.05; "
-                             "THUMOS14: 0.3:0.7:0.1)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object (mAP, average_mAP, "
-                        "tiou_thresholds; fractions in [0, 1]) instead of a table (percent)")
-    parser.add_argument("--per-class", action="store_true", help="with --json: add 'per_class_ap'")
-    parser.add_argument("--no-per-class", action="store_true", help="table: leave out the per-class AP")
-    parser.add_argument("--drop-duplicate-gt", action="store_true", help="keep one of identical GT instances")
-    parser.add_argument("--ignore-videos", default=None, metavar="FILE",
-                        help="local file of video ids to leave out (JSON list or one id per line)")
-    args = parser.parse_args(argv)
-    for name in ("ground_truth", "results"):
-        if not Path(getattr(args, name)).is_file():
-            parser.error(f"{name}: no such file {getattr(args, name)!r}")
-    try:
-        metrics = evaluate_detection(args.ground_truth, args.results, parse_tiou(args.tiou), subset=args.subset,
-                                     drop_duplicate_gt=args.drop_duplicate_gt, ignore_videos=args.ignore_videos)
-    except (ValueError, TypeError) as exc:
-        parser.error(str(exc))
-    if args.json:
-        print(json.dumps(metrics.to_dict(per_class=args.per_class)))
+def _report_unknown_labels(unknown: list, class_names: list, none_known: bool) -> None:
+    """Warn (some labels unknown) or stop (none known) with the likely cause; the official code raises KeyError."""
+    names = sorted(set(unknown))
+    shown = ", ".join(repr(u) for u in names[:5]) + (", ..." if len(names) > 5 else "")
+    lower = {name.lower() for name in class_names}
+    if all(name.strip().lstrip("-").isdigit() for name in names[:100]):
+        hint = "the results hold class indices where the ground truth has class names: write class_names[k]"
+    elif any(name.lower() in lower for name in names[:100]):
+        hint = "the labels differ from the ground truth's in upper and lower case"
     else:
-        print(metrics.table(per_class=not args.no_per_class))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        hint = f"the ground truth's classes are e.g. {class_names[:3]}"
+    if none_known:
+        raise ValueError(f"no prediction has a label of the ground truth ({len(names)} label(s): {shown}), so every "
+                         f"AP would be 0; likely cause: {hint}")
+    warn_at_caller(f"ignored {len(unknown)} prediction(s) whose label is not in the ground truth ({len(names)} "
+                   f"label(s): {shown}; {hint}); the official evaluation stops with a KeyError on such a file, "
+                   f"tadlab leaves them out and scores the others", UserWarning)
