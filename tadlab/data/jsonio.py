@@ -8,11 +8,12 @@
   nests 6) is an error naming the file, not a ``RecursionError``;
 * NaN and Infinity literals are read as Python does; the schema rejects them where a time or score is expected.
 
-The garbage collector is paused while a file is parsed: building millions of small containers otherwise triggers
-full collections that make a large results file several times slower to read.
+The garbage collector is paused while a file is parsed (:func:`paused_gc`): building millions of small containers
+otherwise triggers full collections that make a large results file several times slower to read.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -48,12 +49,24 @@ def read_text(path, what: str = "file") -> str:
                          f" ({exc.reason}); save the file as UTF-8") from None
 
 
-def parse_json(text: str, where: str):
-    """Parse JSON ``text`` with duplicate keys and excessive nesting reported as ``ValueError`` naming ``where``."""
+@contextlib.contextmanager
+def paused_gc():
+    """Pause the cyclic garbage collector: creating millions of small containers (parsing JSON, listing its rows)
+    otherwise triggers full collections over everything alive, several times the work itself."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def parse_json(text: str, where: str):
+    """Parse JSON ``text`` with duplicate keys and excessive nesting reported as ``ValueError`` naming ``where``."""
+    try:
+        with paused_gc():
+            return json.loads(text, object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
         raise ValueError(f"{where} holds the key {exc.args[0]!r} twice in one object; JSON readers keep only the "
                          f"last one, so the first would be lost silently: merge or rename them") from None
@@ -62,9 +75,6 @@ def parse_json(text: str, where: str):
     except RecursionError:
         raise ValueError(f"{where} is nested too deeply for the JSON reader (more than about "
                          f"{sys.getrecursionlimit()} levels); an ActivityNet file nests 6") from None
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def read_json(path, what: str = "JSON file"):

@@ -30,7 +30,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from tadlab.data.jsonio import is_path, read_json
+from tadlab.data.jsonio import is_path, paused_gc, read_json
 from tadlab.utils import warn_at_caller
 
 
@@ -94,12 +94,14 @@ class ResultsTable:
 # ---------------------------------------------------------------- reading
 def read_ground_truth(source) -> GroundTruthTable:
     """Read and check ActivityNet ground truth (path or parsed dict with ``"database"``); warn once per quirk."""
-    database = _top_level(source, "database", "ground truth")
-    ids = list(database)
-    try:
-        table = _ground_truth_fast(ids, list(database.values()))
-    except _Irregular:
-        table = _ground_truth_checked(ids, database)
+    with paused_gc():  # a file's parsed objects are freed before the collector resumes (see tadlab.data.jsonio)
+        database = _top_level(source, "database", "ground truth")
+        ids = list(database)
+        try:
+            table = _ground_truth_fast(ids, list(database.values()))
+        except _Irregular:
+            table = _ground_truth_checked(ids, database)
+        del database
     _warn_ground_truth_quirks(table)
     return table
 
@@ -109,12 +111,14 @@ def read_results(source, labels: bool = True) -> ResultsTable:
 
     ``labels=False`` (proposals): a row needs only ``segment`` and ``score``; a ``label`` is ignored.
     """
-    entries = _top_level(source, "results", "results")
-    ids = list(entries)
-    try:
-        table = _results_fast(ids, list(entries.values()), labels)
-    except _Irregular:
-        table = _results_checked(ids, entries, labels)
+    with paused_gc():  # a file's parsed objects are freed before the collector resumes (see tadlab.data.jsonio)
+        entries = _top_level(source, "results", "results")
+        ids = list(entries)
+        try:
+            table = _results_fast(ids, list(entries.values()), labels)
+        except _Irregular:
+            table = _results_checked(ids, entries, labels)
+        del entries
     _warn_results_quirks(table)
     return table
 

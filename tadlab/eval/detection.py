@@ -216,7 +216,8 @@ def evaluate_detection(ground_truth, results, tiou_thresholds=ANET_TIOU, subset:
 
     rows, pred_video = align_results(predictions, selection, ignore, truth, "count as false positives")
     labels = predictions.labels
-    pred_class = np.fromiter((class_index.get(labels[i], -1) for i in rows.tolist()), np.int64, len(rows))
+    code = {name: class_index.get(name, -1) for name in dict.fromkeys(labels)}  # few distinct labels
+    pred_class = np.fromiter(map(code.__getitem__, labels), np.int64, len(labels))[rows]
     known = pred_class >= 0
     num_unknown = int((~known).sum())
     if num_unknown:
