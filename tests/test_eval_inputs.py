@@ -51,17 +51,19 @@ def test_a_thumos14_style_file_with_annotations_past_the_duration_loads_and_eval
         warnings.simplefilter("always")
         metrics = evaluate_detection(gt_path, res_path, THUMOS_TIOU)
     messages = [str(w.message) for w in caught]
-    assert len(messages) == 3 and {Path(w.filename).name for w in caught} == {"test_eval_inputs.py"}
+    assert len(messages) == 4 and {Path(w.filename).name for w in caught} == {"test_eval_inputs.py"}
     assert any("2 annotation(s) start at or after their video's duration" in m for m in messages)
     assert any("1 annotation(s) end past their video's duration" in m for m in messages)
     assert any("1 prediction(s) start before 0 s" in m for m in messages)
+    assert any(m.startswith("results: 3 prediction(s) (50% of those on scored videos) end past their video's duration")
+               and "snippets" not in m for m in messages)  # no hint: the ground truth reaches past it too
     ap, mean_ap, _ = reference_evaluate(truth, results, THUMOS_TIOU)
     np.testing.assert_allclose(metrics.mAP, mean_ap, rtol=0, atol=1e-9)
     assert metrics.mAP[-1] > 0.5  # the annotations past the duration are found, as officially
     assert main([str(gt_path), str(res_path), "--tiou", "0.3:0.7:0.1", "--json"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["mAP"] == metrics.mAP.tolist()
-    assert captured.err.count("warning: ") == 3
+    assert captured.err.count("warning: ") == 4
 
 
 def test_an_annotation_past_the_duration_is_scored_as_written():
@@ -72,6 +74,17 @@ def test_an_annotation_past_the_duration_is_scored_as_written():
     with pytest.warns(AnnotationWarning, match="end past their video's duration"):
         metrics = evaluate_detection(truth, results)
     assert metrics.mAP[-1] == 1.0
+
+
+def test_predictions_in_snippets_instead_of_seconds_are_said():
+    truth = {"database": {f"v{i}": {"subset": "validation", "duration": 20.0, "annotations": [annotation(2, 6)]}
+                          for i in range(4)}}
+    # a detector's snippet units (T = 100 over 20 s) written as seconds: [10, 30] instead of [2, 6]
+    results = {"results": {f"v{i}": [prediction(10, 30), prediction(50, 70)] for i in range(4)}}
+    with pytest.warns(AnnotationWarning, match=r"results: 8 prediction\(s\) \(100% of those on scored videos\) end "
+                                               r"past their video's duration \(largest overshoot 50 s, in video 'v0'\)"
+                                               r".*suggest times in snippets or frames instead of seconds"):
+        assert evaluate_detection(truth, results).average_mAP == 0.0
 
 
 # ---------------------------------------------------------------- the subset

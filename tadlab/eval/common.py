@@ -10,7 +10,8 @@
 * Video ids: predictions on videos the evaluated ground truth lacks are scored as the official code scores them,
   but never silently: when no prediction names an evaluated video, evaluation stops with the likely cause (an id
   prefix such as ActivityNet's ``v_``, a file extension, letter case, the subset); when some do not, one warning
-  counts them.
+  counts them. Predictions ending past their video's duration are scored as written, with one warning (when many
+  do, the times are likely snippets or frames, not seconds).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from tadlab.data.jsonio import is_path, parse_json, read_text
 from tadlab.data.schema import VideoAnnotations, VideoDetections
-from tadlab.data.tables import GroundTruthTable, ResultsTable, read_ground_truth, read_results
+from tadlab.data.tables import AnnotationWarning, GroundTruthTable, ResultsTable, read_ground_truth, read_results
 from tadlab.utils import warn_at_caller
 
 # np.linspace, as the official code builds them: the exact float values matter when a tIoU equals a threshold.
@@ -140,12 +141,13 @@ def results_table(source, labels: bool = True, name: str = "results") -> Results
 class Selection:
     """The ground truth that is scored: videos of the subset (with or without annotations) not ignored.
 
-    video_ids (V,) and index (id -> position); video (N,) position of each scored instance; segments (N, 2);
-    labels (N,) list of str; subset: the subset scored (None: every video).
+    video_ids (V,) and index (id -> position); durations (V,); video (N,) position of each scored instance;
+    segments (N, 2); labels (N,) list of str; subset: the subset scored (None: every video).
     """
 
     video_ids: list
     index: dict
+    durations: np.ndarray
     video: np.ndarray
     segments: np.ndarray
     labels: list
@@ -162,8 +164,9 @@ def select_ground_truth(table: GroundTruthTable, subset: str | None, ignore: set
                          f"{' once ignore_videos are left out' if ignore else ''}; subsets present: "
                          f"{sorted(set(table.subsets))}")
     video_ids = [v for v, k in zip(table.video_ids, keep.tolist()) if k]
-    return Selection(video_ids, {v: i for i, v in enumerate(video_ids)}, position[table.video[rows]],
-                     table.segments[rows], [table.labels[i] for i in rows.tolist()], subset)
+    return Selection(video_ids, {v: i for i, v in enumerate(video_ids)}, table.durations[keep],
+                     position[table.video[rows]], table.segments[rows], [table.labels[i] for i in rows.tolist()],
+                     subset)
 
 
 def align_results(table: ResultsTable, selection: Selection, ignore: set, truth: GroundTruthTable,
@@ -176,7 +179,30 @@ def align_results(table: ResultsTable, selection: Selection, ignore: set, truth:
     rows = np.flatnonzero(~ignored[table.video])
     video = position[table.video[rows]]
     _report_unmatched(table, rows, video, selection, truth, consequence)
+    _report_past_duration(table, rows, video, selection)
     return rows, video
+
+
+def _report_past_duration(table, rows, video, selection) -> None:
+    """One warning for predictions that end past their video's duration; many more than the ground truth's suggest
+    snippets or frames."""
+    scored = video >= 0
+    end = table.segments[rows[scored], 1]
+    duration = selection.durations[video[scored]]
+    past = end > duration
+    if not past.any():
+        return
+    overshoot = end - duration
+    worst = int(np.argmax(np.where(past, overshoot, -np.inf)))
+    share = past.mean()
+    truth_share = (selection.segments[:, 1] > selection.durations[selection.video]).mean()
+    warn_at_caller(f"results: {int(past.sum())} prediction(s) ({100 * share:.3g}% of those on scored videos) end "
+                   f"past their video's duration (largest overshoot {overshoot[worst]:.3g} s, in video "
+                   f"{selection.video_ids[video[scored][worst]]!r}); scored as written, as officially"
+                   + ("; so many suggest times in snippets or frames instead of seconds "
+                      "(tadlab.data.detections_to_results converts snippets to seconds)"
+                      if share > max(0.2, 2 * truth_share) else ""),
+                   AnnotationWarning)
 
 
 def _report_unmatched(table, rows, video, selection, truth, consequence) -> None:
