@@ -1,5 +1,6 @@
 """Real-feature path: the time mapping, resampling, FeatureDataset checks, and collate_videos."""
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +141,8 @@ def test_subset_class_names_fps_dict_and_loaded_ground_truth(tmp_path):
     assert training.class_names == ["jump", "kick", "run"]  # from the whole ground truth: shared indices
     named = make_dataset(tmp_path, load_ground_truth(GT), subset="training", class_names=["run", "kick", "jump", "x"])
     assert named[0]["labels"].tolist() == [1, 2] and named.num_classes == 4
-    per_video = make_dataset(tmp_path, subset="training", fps={"v1": 25, "v2": 12.5})
+    with pytest.warns(UserWarning, match=r"in 1 of 2 video\(s\).*'v2': 31 features at fps 12\.5"):  # as it says
+        per_video = make_dataset(tmp_path, subset="training", fps={"v1": 25, "v2": 12.5})
     rows = np.load(tmp_path / "v2.npy")
     np.testing.assert_allclose(per_video[1]["features"].numpy(), resample_features(rows, 16, 20.0, 12.5, 16, 16))
     with pytest.raises(ValueError, match=r"fps: 1 video\(s\) have no fps in the dict, e.g. \['v2'\]"):
@@ -226,6 +228,21 @@ def test_targets_are_clipped_to_the_video_and_the_ground_truth_is_not(tmp_path):
     torch.testing.assert_close(dataset[0]["segments"][2:], torch.tensor([[12.8, 16.0], [0.0, 3.2]]))
     assert dataset[0]["labels"].tolist() == [1, 0, 2, 0]
     np.testing.assert_array_equal(dataset.videos["v1"].segments[2:], [[8.0, 10.5], [10.2, 11.0], [-0.5, 2.0]])
+
+
+def test_a_wrong_fps_stride_or_window_is_said_once(tmp_path):
+    write_features(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the right numbers: no warning
+        make_dataset(tmp_path)
+    # features extracted at 25 fps given as 12.5: every feature seems to cover twice the time
+    with pytest.warns(UserWarning, match=r"features: in 3 of 3 video\(s\) the features end far from the video's "
+                                         r"end \(e\.g\. video 'v1': 15 features at fps 12\.5, stride 16, window 16 "
+                                         r"end at 19\.2 s, the video lasts 10 s\); check fps, stride and window"):
+        make_dataset(tmp_path, fps=12.5)
+    with pytest.warns(UserWarning, match=r"in 3 of 3 video\(s\).*15 features at fps 25, stride 4, window 16 end at "
+                                         r"2\.88 s"):
+        make_dataset(tmp_path, stride=4)
 
 
 @pytest.mark.parametrize("video_id", ["../outside", "sub/v1", "..", "/etc/passwd", "a\\b", ""])

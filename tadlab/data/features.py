@@ -114,7 +114,8 @@ class FeatureDataset(torch.utils.data.Dataset):
     ``0 <= start < end <= T``; evaluation reads the ground truth itself and scores the raw times).
 
     Construction checks every expected file (existence, shape and channel count, from the .npy header) and reports
-    all missing files in one error. Feature files without a ground-truth entry are ignored. A video id must be a plain
+    all missing files in one error; one warning counts the videos whose features end far from the video's end
+    (less than half or more than 1.5 times its duration: fps, stride or window are likely wrong). Feature files without a ground-truth entry are ignored. A video id must be a plain
     file name (no folder separator, not "." or ".."), so that no id reads a file outside ``feature_dir``.
     ``fps`` is one number or a dict video id -> fps; ``stride`` and ``window`` are in frames (see module docstring).
     """
@@ -169,10 +170,11 @@ class FeatureDataset(torch.utils.data.Dataset):
         if feature_dim is not None and (isinstance(feature_dim, bool) or not isinstance(feature_dim, numbers.Integral)
                                         or feature_dim <= 0):
             raise ValueError(f"feature_dim must be a positive int or None, got {feature_dim!r}")
-        expected, source = feature_dim, "feature_dim"
+        expected, source, counts = feature_dim, "feature_dim", {}
         for video_id in self.video_ids:
             path = self.paths[video_id]
             shape = _read_shape(path, video_id)
+            counts[video_id] = shape[0] if shape else 0
             if len(shape) != 2 or shape[0] == 0 or (expected is not None and shape[1] != expected):
                 want = "(T_i >= 1, C)" if expected is None else f"(T_i >= 1, C = {expected}, from {source})"
                 raise ValueError(f"video {video_id!r}: feature file {str(path)!r} has shape {shape}, expected {want}")
@@ -180,7 +182,25 @@ class FeatureDataset(torch.utils.data.Dataset):
                 expected, source = shape[1], f"the first file, video {video_id!r}"
         if expected is None:
             raise ValueError("the ground truth selects no videos, so there are no features to read")
+        self._check_time_span(counts)
         return expected
+
+    def _check_time_span(self, counts: dict) -> None:
+        """One warning when features end far from their video's end: a wrong fps, stride or window (the usual
+        mistakes with real features) stretches or squeezes every boundary without any other error."""
+        far = []
+        for video_id, count in counts.items():
+            end = ((count - 1) * self.stride + self.window) / self.fps[video_id]  # the last window's end, seconds
+            ratio = end / self.videos[video_id].duration
+            if not 0.5 <= ratio <= 1.5:
+                far.append((video_id, count, end))
+        if far:
+            video_id, count, end = far[0]
+            warn_at_caller(f"features: in {len(far)} of {len(counts)} video(s) the features end far from the video's "
+                           f"end (e.g. video {video_id!r}: {count} features at fps {self.fps[video_id]:g}, stride "
+                           f"{self.stride:g}, window {self.window:g} end at {end:.3g} s, the video lasts "
+                           f"{self.videos[video_id].duration:.3g} s); check fps, stride and window: they must describe "
+                           f"the frames the extractor saw (see tadlab.data.features)", UserWarning)
 
     def _targets(self):
         index = {name: i for i, name in enumerate(self.class_names)}
