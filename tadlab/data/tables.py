@@ -290,14 +290,12 @@ def _results_checked(ids: list, entries: Mapping, labels: bool) -> ResultsTable:
 
 
 # ---------------------------------------------------------------- quirks: kept as written, counted, said once each
-def _example(video_ids, video, mask) -> str:
-    first = int(np.flatnonzero(mask)[0])
-    return f"e.g. video {video_ids[video[first]]!r}"
-
-
-def _warn(count: int, text: str) -> None:
-    if count:
-        warn_at_caller(text, AnnotationWarning)
+def _say(what: str, mask: np.ndarray, video_ids, video, text: str) -> None:
+    """One AnnotationWarning: '<what>: <count> <text>' with an example video, when ``mask`` holds any row."""
+    if mask.any():
+        example = video_ids[video[int(np.flatnonzero(mask)[0])]]
+        text = text.replace("{example}", f"e.g. video {example!r}")  # not str.format: ids may hold braces
+        warn_at_caller(f"{what}: {int(mask.sum())} {text}", AnnotationWarning)
 
 
 def _warn_ground_truth_quirks(table: GroundTruthTable) -> None:
@@ -306,48 +304,33 @@ def _warn_ground_truth_quirks(table: GroundTruthTable) -> None:
     ids, video = table.video_ids, table.video
     kept = "kept as written (the official evaluation never reads the duration; training targets clip them)"
     after = start >= duration
-    if after.any():
-        _warn(int(after.sum()), f"ground truth: {int(after.sum())} annotation(s) start at or after their video's "
-                                f"duration ({_example(ids, video, after)}); {kept}")
+    _say("ground truth", after, ids, video, f"annotation(s) start at or after their video's duration "
+                                            f"({{example}}); {kept}")
     past = (end > duration) & ~after
     if past.any():
-        overshoot = end - duration
-        worst = int(np.argmax(np.where(past, overshoot, -np.inf)))
-        _warn(int(past.sum()), f"ground truth: {int(past.sum())} annotation(s) end past their video's duration "
-                               f"(largest overshoot {overshoot[worst]:.3g} s, in video {ids[video[worst]]!r}); {kept}")
-    negative = start < 0
-    if negative.any():
-        _warn(int(negative.sum()), f"ground truth: {int(negative.sum())} annotation(s) start before 0 s "
-                                   f"({_example(ids, video, negative)}); kept as written, as the official "
-                                   f"evaluation scores them")
-    empty = start == end
-    if empty.any():
-        _warn(int(empty.sum()), f"ground truth: {int(empty.sum())} annotation(s) have zero length "
-                                f"({_example(ids, video, empty)}); kept: the official evaluation matches them to "
-                                f"any zero-length prediction of their video and class (tIoU 0/0)")
-    duplicate = _duplicates(video, table.labels, table.segments)
-    if duplicate.any():
-        _warn(int(duplicate.sum()), f"ground truth: {int(duplicate.sum())} annotation(s) repeat another of the same "
-                                    f"video, label and times ({_example(ids, video, duplicate)}); kept, each counts "
-                                    f"as an instance to find, as officially (tadlab.eval: drop_duplicate_gt=True "
-                                    f"counts them once)")
+        overshoot = np.where(past, end - duration, -np.inf)
+        worst = int(np.argmax(overshoot))
+        _say("ground truth", past, ids, video, f"annotation(s) end past their video's duration (largest overshoot "
+                                               f"{overshoot[worst]:.3g} s, in video {ids[video[worst]]!r}); {kept}")
+    _say("ground truth", start < 0, ids, video, "annotation(s) start before 0 s ({example}); kept as written, as "
+                                                "the official evaluation scores them")
+    _say("ground truth", start == end, ids, video, "annotation(s) have zero length ({example}); kept: the official "
+                                                   "evaluation matches them to any zero-length prediction of their "
+                                                   "video and class (tIoU 0/0)")
+    _say("ground truth", duplicate_rows(video, table.labels, table.segments), ids, video,
+         "annotation(s) repeat another of the same video, label and times ({example}); kept, each counts as an "
+         "instance to find, as officially (tadlab.eval: drop_duplicate_gt=True counts them once)")
 
 
 def _warn_results_quirks(table: ResultsTable) -> None:
     start, end = table.segments[:, 0], table.segments[:, 1]
-    negative = start < 0
-    if negative.any():
-        _warn(int(negative.sum()), f"results: {int(negative.sum())} prediction(s) start before 0 s "
-                                   f"({_example(table.video_ids, table.video, negative)}); scored as written, "
-                                   f"as the official evaluation does")
-    empty = start == end
-    if empty.any():
-        _warn(int(empty.sum()), f"results: {int(empty.sum())} prediction(s) have zero length "
-                                f"({_example(table.video_ids, table.video, empty)}); scored as written, as the "
-                                f"official evaluation does")
+    scored = "scored as written, as the official evaluation does"
+    _say("results", start < 0, table.video_ids, table.video, f"prediction(s) start before 0 s ({{example}}); {scored}")
+    _say("results", start == end, table.video_ids, table.video, f"prediction(s) have zero length ({{example}}); "
+                                                                f"{scored}")
 
 
-def _duplicates(video: np.ndarray, labels: list, segments: np.ndarray) -> np.ndarray:
+def duplicate_rows(video: np.ndarray, labels: list, segments: np.ndarray) -> np.ndarray:
     """(N,) bool: rows identical in (video, label, start, end) to an earlier row."""
     if len(video) < 2:
         return np.zeros(len(video), dtype=bool)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tadlab.data.tables import _duplicates
+from tadlab.data.tables import duplicate_rows
 from tadlab.eval.common import (
     ANET_TIOU,
     DEFAULT_SUBSET,
@@ -205,7 +205,7 @@ def evaluate_detection(ground_truth, results, tiou_thresholds=ANET_TIOU, subset:
     selection = select_ground_truth(truth, subset, ignore)
     gt_video, gt_segments, gt_labels = selection.video, selection.segments, selection.labels
     if drop_duplicate_gt:  # keep the first of identical (video, label, start, end) instances
-        keep = ~_duplicates(gt_video, gt_labels, gt_segments)
+        keep = ~duplicate_rows(gt_video, gt_labels, gt_segments)
         gt_video, gt_segments = gt_video[keep], gt_segments[keep]
         gt_labels = [label for label, k in zip(gt_labels, keep.tolist()) if k]
     class_names = sorted(set(gt_labels))
