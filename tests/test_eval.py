@@ -148,6 +148,39 @@ def test_agrees_on_many_seeded_small_worlds():
     assert checked > 700
 
 
+QUIRKS = {  # each real-file quirk on its own: (ground truth, predictions), video "v" of 100 s unless said
+    "annotation ends past the duration": ([(53.76, 144.0, "a"), (10, 20, "a")], [(49.5, 144.0, "a", 0.9),
+                                                                               (10, 21, "a", 0.5)], 143.15),
+    "annotation starts past the duration": ([(101.0, 104.0, "a"), (5, 9, "a")], [(101.5, 104.0, "a", 0.8),
+                                                                                 (5, 9, "a", 0.7)], 100.0),
+    "start below 0": ([(-0.5, 4.0, "a"), (10, 12, "b")], [(-0.4, 4.0, "a", 0.6), (-1.0, 12.0, "b", 0.9),
+                                                           (10, 12, "b", 0.3)], 100.0),
+    "duplicate annotations and predictions": ([(0, 10, "a"), (0, 10, "a"), (20, 30, "a")],
+                                              [(0, 10, "a", 0.9), (0, 10, "a", 0.9), (21, 30, "a", 0.4)], 100.0),
+    "zero length": ([(5, 5, "a"), (10, 20, "a")], [(30, 30, "a", 0.9), (15, 15, "a", 0.8), (10, 19, "a", 0.2)],
+                    100.0),
+}
+
+
+@pytest.mark.parametrize("quirk", sorted(QUIRKS))
+def test_agrees_with_each_real_file_quirk(quirk, tmp_path, capsys):
+    annotations, predictions, duration = QUIRKS[quirk]
+    ground_truth = gt_json({"v": ("validation", annotations), "w": ("validation", [(1, 2, "b")])}, {"v": duration})
+    results = res_json({"v": predictions})
+    for thresholds in (ANET_TIOU, THUMOS_TIOU):
+        metrics = assert_agrees(ground_truth, results, thresholds)
+        assert metrics.average_mAP > 0
+    # the same from files, through the command line
+    gt_path, res_path = tmp_path / "gt.json", tmp_path / "res.json"
+    gt_path.write_text(json.dumps(ground_truth))
+    res_path.write_text(json.dumps(results))
+    assert main([str(gt_path), str(res_path), "--json"]) == 0
+    captured = capsys.readouterr()
+    ref_map = reference_evaluate(ground_truth, results, ANET_TIOU, subset=None)[1]
+    np.testing.assert_allclose(json.loads(captured.out)["mAP"], ref_map, rtol=0, atol=1e-9)
+    assert "warning: " in captured.err  # the quirk is said
+
+
 def test_agrees_on_a_medium_world_with_crowded_groups():
     # Up to ~40 instances of one class in a video: several group sizes and padding widths, rows long enough
     # that numpy's argsort is no longer an insertion sort, and many tIoU ties (integer times).
