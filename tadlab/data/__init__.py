@@ -20,8 +20,13 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name):
     if name in _EXPORTS:
         value = getattr(import_module(_EXPORTS[name]), name)
-    elif f"{__name__}.{name}" in _EXPORTS_BY_MODULE:  # tadlab.data.synthetic after a bare `import tadlab.data`
-        value = import_module(f"{__name__}.{name}")
+    elif not name.startswith("__"):
+        try:  # a submodule, e.g. tadlab.data.synthetic after a bare `import tadlab.data`
+            value = import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
