@@ -259,7 +259,9 @@ def evaluate(model: torch.nn.Module, data, ground_truth, class_names, tiou_thres
 
     Only the ground truth of the videos in ``data`` is scored (so passing the validation items with the whole
     world's ground truth evaluates on the validation videos), further filtered by ``subset`` when given.
-    ``class_names[k]`` names label k. Returns :class:`tadlab.eval.DetectionMetrics`.
+    ``class_names[k]`` names label k. Detections of a class that has no instance among the scored videos (a small
+    split need not show every class) are left out: mAP averages over the ground truth's classes, so they cannot
+    change it, and the official code would stop on them. Returns :class:`tadlab.eval.DetectionMetrics`.
     """
     videos = as_ground_truth(ground_truth)
     pairs = list(_predict_videos(model, data, resolve_device(device), batch_size, detect_kwargs))
@@ -269,10 +271,13 @@ def evaluate(model: torch.nn.Module, data, ground_truth, class_names, tiou_thres
     missing = [video_id for video_id in ids if video_id not in videos]
     if missing:
         raise ValueError(f"ground_truth has no entry for {len(missing)} video(s) of data, e.g. {missing[:3]}")
-    results = detections_to_results([det for _, det in pairs], ids, [float(item["duration"]) for item, _ in pairs],
+    scored = {video_id: videos[video_id] for video_id in ids}
+    present = {label for video in scored.values() if subset is None or video.subset == subset for label in video.labels}
+    known = torch.tensor([name in present for name in class_names])
+    detections = [{key: value[known[det["labels"]]] for key, value in det.items()} for _, det in pairs]
+    results = detections_to_results(detections, ids, [float(item["duration"]) for item, _ in pairs],
                                     int(pairs[0][0]["features"].shape[-1]), list(class_names))
-    return evaluate_detection({video_id: videos[video_id] for video_id in ids}, results,
-                              tiou_thresholds=tiou_thresholds, subset=subset)
+    return evaluate_detection(scored, results, tiou_thresholds=tiou_thresholds, subset=subset)
 
 
 def _predict_videos(model, data, device: torch.device, batch_size: int, detect_kwargs: dict):

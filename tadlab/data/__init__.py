@@ -11,7 +11,8 @@ _EXPORTS_BY_MODULE = {
     "tadlab.data.schema": ["AnnotationWarning", "VideoAnnotations", "VideoDetections", "as_ground_truth",
                            "class_names_of", "detections_to_results", "ground_truth_to_json", "load_ground_truth",
                            "load_results", "results_to_json", "save_ground_truth", "save_results"],
-    "tadlab.data.synthetic": ["PRESETS", "SyntheticWorld", "make_world"],
+    "tadlab.data.statistics": ["dataset_statistics", "statistics_table"],
+    "tadlab.data.synthetic": ["PRESETS", "SyntheticWorld", "WorldConfig", "make_world"],
 }
 _EXPORTS = {name: module for module, names in _EXPORTS_BY_MODULE.items() for name in names}
 __all__ = sorted(_EXPORTS)
