@@ -3,7 +3,7 @@
 The names below load on first use (``from tadlab.data import make_world`` works as usual), so that reading
 ActivityNet JSON through ``tadlab.data.schema`` never imports torch. To export a name, add it to its module's line.
 """
-from importlib import import_module
+from tadlab._lazy import lazy_exports
 
 _EXPORTS_BY_MODULE = {
     "tadlab.data.collate": ["collate_videos"],
@@ -16,23 +16,4 @@ _EXPORTS_BY_MODULE = {
 }
 _EXPORTS = {name: module for module, names in _EXPORTS_BY_MODULE.items() for name in names}
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-    elif not name.startswith("__"):
-        try:  # a submodule, e.g. tadlab.data.synthetic after a bare `import tadlab.data`
-            value = import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
