@@ -100,6 +100,15 @@ def test_forward_shapes_and_ranges():
         assert 0 <= float(outputs[key].min()) and float(outputs[key].max()) <= 1
 
 
+def test_center_features_ignores_a_per_video_offset():
+    model = small_model(center_features=True).eval()
+    features = torch.randn(2, C, T)
+    with torch.no_grad():
+        a, b = model(features), model(features + torch.randn(2, C, 1) * 3)
+    assert torch.allclose(a["map_logits"], b["map_logits"], atol=1e-5) and torch.allclose(a["start"], b["start"],
+                                                                                           atol=1e-5)
+
+
 def test_invalid_cells_see_no_proposal_features():
     model = small_model()
     with torch.no_grad():

@@ -26,7 +26,8 @@ def test_gru_gates_shapes_and_ranges():
     gru = ConvGRU(hidden_dim=5, input_dim=7)
     hidden = torch.tanh(torch.randn(2, 5, D, T))
     inputs = torch.randn(2, 7, D, T) * 3
-    gates = gru.gates(hidden, inputs)
+    with torch.no_grad():
+        gates = gru.gates(hidden, inputs)
     for name in ("update", "reset", "candidate", "hidden"):
         assert gates[name].shape == (2, 5, D, T)
     assert 0 < float(gates["update"].min()) and float(gates["update"].max()) < 1
@@ -34,7 +35,8 @@ def test_gru_gates_shapes_and_ranges():
     assert -1 < float(gates["candidate"].min()) and float(gates["candidate"].max()) < 1
     z = gates["update"]
     assert torch.allclose(gates["hidden"], (1 - z) * hidden + z * gates["candidate"])
-    assert torch.equal(gru(hidden, inputs), gates["hidden"])
+    with torch.no_grad():
+        assert torch.equal(gru(hidden, inputs), gates["hidden"])
     assert gru.conv_update.kernel_size == gru.conv_reset.kernel_size == gru.conv_candidate.kernel_size == (3, 3)
 
 

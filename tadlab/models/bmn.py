@@ -35,7 +35,7 @@ the memory saving and for large T.
 binary cross-entropy of the start and end probabilities against the widened boundary labels
 (:func:`tadlab.labels.boundary_labels` with ``width=3`` snippets, positives > 0.5), L_reg the squared error of the
 regression channel on a balanced sample of cells (all cells with tIoU > 0.7; cells in (0.3, 0.7] and in [0, 0.3]
-each kept with probability n_high / n_that so that each group is about as large as the high one) and L_cls the
+each kept with probability n_high / n_group, so that each group is about as large as the high one) and L_cls the
 balanced binary cross-entropy of the classification channel (positives tIoU > 0.9). Weight decay is the
 optimiser's (``fit(weight_decay=...)``).
 
@@ -54,8 +54,10 @@ Deviations and choices, stated:
   code measures from the snippet index and extends by (L + 1) / 2, a half-snippet quirk not kept here.
 - Only valid cells are sampled (above); the TEM is one shared head with two outputs as in the paper's Table 1 (the
   public code has two); the binary cross-entropies use log-sigmoid of logits instead of log(p + 1e-6).
-- The default widths are BMN's (256, 128, 512, 128, N = 32, 3 samples per bin); on a CPU use much smaller ones
-  (see :data:`CPU_CONFIG`).
+- ``center_features=True`` (off by default; not in BMN) subtracts each video's per-channel mean over time first, as
+  GSMT's option does: the synthetic world adds a per-video offset that BMN's unnormalised convolutions otherwise see.
+- The default widths are BMN's (256, 128, 512, 128, N = 32, 3 samples per bin, :data:`PAPER_CONFIG`); on a CPU use
+  much smaller ones (:data:`CPU_CONFIG`: 32, 16, 32, 16, N = 8, 1 sample per bin).
 """
 from __future__ import annotations
 
@@ -65,10 +67,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tadlab.labels import boundary_labels, boundary_matching_map
+from tadlab.models.rrm import RRM, sequence_weights
+from tadlab.models.video_classifier import combine_proposals_with_classes
+from tadlab.segments import soft_nms
 from tadlab.utils import check_choice
 
 PAPER_CONFIG = dict(hidden_1d=256, hidden_bm=128, hidden_3d=512, hidden_2d=128, num_samples=32, samples_per_bin=3)
-CPU_CONFIG = dict(hidden_1d=64, hidden_bm=32, hidden_3d=64, hidden_2d=32, num_samples=8, samples_per_bin=1)
+CPU_CONFIG = dict(hidden_1d=32, hidden_bm=16, hidden_3d=32, hidden_2d=16, num_samples=8, samples_per_bin=1)
 REGRESSION_WEIGHT = 10.0  # lambda of BMN's L = L_TEM + lambda * L_reg + L_cls
 
 
@@ -250,6 +256,7 @@ class BMN(nn.Module):
         sampling: ``"dense"`` or ``"sparse"`` sampling tensor (same numbers).
         boundary_width: width in snippets of the boundary regions of the start/end labels (3).
         regression_weight: lambda of L_reg (10).
+        center_features: subtract each video's per-channel mean over time first (not in BMN; as GSMT's option).
         refine: None (plain BMN) or an :class:`~tadlab.models.rrm.RRM` whose ``feature_dim`` equals ``hidden_2d``.
 
     ``forward(features (B, C, T), iterations=None)`` returns a dict:
@@ -263,7 +270,7 @@ class BMN(nn.Module):
                  hidden_1d: int = 256, hidden_bm: int = 128, hidden_3d: int = 512, hidden_2d: int = 128,
                  num_samples: int = 32, samples_per_bin: int = 3, boundary_ratio: float = 0.5, groups: int = 4,
                  sampling: str = "dense", boundary_width: float = 3.0, regression_weight: float = REGRESSION_WEIGHT,
-                 refine: nn.Module | None = None):
+                 center_features: bool = False, refine: nn.Module | None = None):
         super().__init__()
         max_duration = num_snippets if max_duration is None else max_duration
         for name, value in [("feature_dim", feature_dim), ("num_snippets", num_snippets),
@@ -278,14 +285,13 @@ class BMN(nn.Module):
         self.boundary_width = _number("boundary_width", boundary_width, 0.0, low_open=True)
         self.regression_weight = _number("regression_weight", regression_weight, 0.0)
         if refine is not None:
-            from tadlab.models.rrm import RRM
-
             if not isinstance(refine, RRM):
                 raise TypeError(f"refine must be None or an RRM, got {type(refine).__name__}")
             if refine.feature_dim != hidden_2d:
                 raise ValueError(f"refine.feature_dim must equal hidden_2d = {hidden_2d} (the RRM reads BMN's "
                                  f"proposal features), got {refine.feature_dim}")
         self.feature_dim, self.num_snippets, self.max_duration = feature_dim, num_snippets, max_duration
+        self.center_features = bool(center_features)
 
         self.base = nn.Sequential(  # base module
             nn.Conv1d(feature_dim, hidden_1d, 3, padding=1, groups=groups), nn.ReLU(),
@@ -319,6 +325,8 @@ class BMN(nn.Module):
         if iterations is not None and self.refine is None:
             raise ValueError(f"iterations={iterations!r} needs a refine module; this BMN has refine=None")
         batch = features.shape[0]
+        if self.center_features:
+            features = features - features.mean(dim=2, keepdim=True)
         base = self.base(features)  # (B, H1, T)
         start_logits, end_logits = self.tem(base).unbind(1)  # (B, T) each
 
@@ -370,8 +378,6 @@ class BMN(nn.Module):
     # ------------------------------------------------------------------ loss
     def targets(self, batch: dict) -> dict:
         """From a collated batch: ``start``, ``end`` (B, T) soft boundary labels and ``iou`` (B, D, T) the BM map."""
-        from tadlab.labels import boundary_labels, boundary_matching_map
-
         segments, labels = batch["segments"], batch["labels"]
         start, end = boundary_labels(segments, self.num_snippets, width=self.boundary_width, labels=labels)
         iou = boundary_matching_map(segments, self.num_snippets, self.max_duration, labels=labels)
@@ -399,8 +405,6 @@ class BMN(nn.Module):
         final_regression, final_classification = regression, classification
         refined = outputs.get("refined_map_logits") or []
         if refined:
-            from tadlab.models.rrm import sequence_weights
-
             weights = sequence_weights(len(refined), self.refine.gamma)
             for weight, step_logits in zip(weights, refined):
                 final_regression, final_classification = map_losses(step_logits, iou, self.valid, sample)
@@ -444,8 +448,6 @@ def decode_boundary_matching(start: torch.Tensor, end: torch.Tensor, confidence:
        proposal x each of the ``top_classes`` best classes, score multiplied
        (:func:`tadlab.models.video_classifier.combine_proposals_with_classes`).
     """
-    from tadlab.segments import soft_nms
-
     check_choice("candidates", candidates, {"peaks", "all"})
     check_choice("fusion", fusion, {"sqrt", "product"})
     _positive_int("top_k", top_k)
@@ -482,6 +484,4 @@ def decode_boundary_matching(start: torch.Tensor, end: torch.Tensor, confidence:
                           "labels": torch.zeros(score.shape[0], dtype=torch.int64, device=score.device)})
     if class_scores is None:
         return proposals
-    from tadlab.models.video_classifier import combine_proposals_with_classes
-
     return combine_proposals_with_classes(proposals, class_scores, top_classes=top_classes)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-CPU_CONFIG = dict(hidden_dim=16, context_dim=8, encoder_dim=8, motion_dim=16, head_dim=16)
+CPU_CONFIG = dict(hidden_dim=8, context_dim=8, encoder_dim=8, motion_dim=8, head_dim=8)
 GAMMA = 0.8  # RAFT's sequence-loss decay
 
 
