@@ -243,9 +243,9 @@ def test_decoding_a_hand_made_map_finds_the_proposal():
     confidence[0, :, 4, 3] = torch.tensor([0.9, 0.4])
     [det] = decode_boundary_matching(start, end, confidence, boundary_matching_valid(T, D), top_k=5)
     assert det["segments"][0].tolist() == [3.0, 8.0]
-    assert math.isclose(float(det["scores"][0]), 0.9 * 0.8 * math.sqrt(0.9 * 0.4), rel_tol=1e-6)
-    [det] = decode_boundary_matching(start, end, confidence, boundary_matching_valid(T, D), fusion="product")
     assert math.isclose(float(det["scores"][0]), 0.9 * 0.8 * 0.9 * 0.4, rel_tol=1e-6)
+    [det] = decode_boundary_matching(start, end, confidence, boundary_matching_valid(T, D), fusion="sqrt")
+    assert math.isclose(float(det["scores"][0]), 0.9 * 0.8 * math.sqrt(0.9 * 0.4), rel_tol=1e-6)
     assert len(det["scores"]) <= 100
     # with peaks, only starts {0 (first), 3} and ends {7, 11 (last)} pair up: at most 4 proposals
     [det] = decode_boundary_matching(start, end, confidence, boundary_matching_valid(T, D), candidates="peaks")
