@@ -19,6 +19,8 @@ SMOKE_RUNS = {
     "bench_gsmt.py": (["--repeats", "1", "--batch-size", "2"], ["paper", "synthetic", "train videos/s"]),
     "bench_segtad.py": (["--repeats", "1", "--batch-size", "2", "--sizes", "anet"],
                         ["anet", "PDN without graph", "train videos/s", "detect seg. ms/video"]),
+    "bench_bmn.py": (["--repeats", "1", "--batch-size", "2", "--snippets", "16", "--iterations", "1,2"],
+                     ["Sampling tensor", "BMN + RRM x2", "train videos/s", "activations MB/video"]),
 }
 
 
