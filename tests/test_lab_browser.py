@@ -63,7 +63,9 @@ EXPLORERS = explorer_cells()
 
 
 def chromium_path() -> str | None:
-    return os.environ.get("TADLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    """$TADLAB_CHROMIUM when set, else the system's chromium; None when that is not an executable file."""
+    path = os.environ.get("TADLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    return path if path and os.path.isfile(path) and os.access(path, os.X_OK) else None
 
 
 def missing_requirements() -> list[str]:
