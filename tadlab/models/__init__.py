@@ -2,5 +2,6 @@
 ``detect(outputs, ...) -> list`` of per-video {"segments" (M, 2) snippet units, "scores" (M,), "labels" (M,)}."""
 from tadlab.models.baseline import SnippetClassifier
 from tadlab.models.gsmt import GSMT
+from tadlab.models.sptad import SPTAD
 
-__all__ = ["GSMT", "SnippetClassifier"]
+__all__ = ["GSMT", "SPTAD", "SnippetClassifier"]
