@@ -259,6 +259,15 @@ def test_forward_shapes():
     assert model(torch.randn(1, C, 50))["segments"].shape == (1, 8, 2)  # any T
 
 
+def test_center_features_ignores_a_per_video_offset():
+    model = small_model(center_features=True).eval()
+    features = torch.randn(2, C, T)
+    with torch.no_grad():
+        a, b = model(features), model(features + torch.randn(2, C, 1) * 3)
+    torch.testing.assert_close(a["logits"], b["logits"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(a["segments"], b["segments"], atol=1e-4, rtol=1e-4)
+
+
 def test_detect_format_and_options():
     model = small_model().eval()
     with torch.no_grad():
