@@ -3,10 +3,11 @@ training throughput (videos/s, forward + matching + loss + backward + AdamW step
 video (forward + detect, without and with Soft-NMS).
 
     .venv/bin/python benchmarks/bench_sptad.py [--device cpu|cuda|auto] [--repeats 3] [--batch-size 8]
+                                               [--sizes thumos,synthetic]
 
 Sizes: "thumos" is a THUMOS-like window as tadlab.models.sptad.thumos_size_cost describes it (T = 256 snippets,
 2048-d two-stream features, K = 20, N = 50, S = 4, d = 256); "synthetic" is the thumos preset of the synthetic
-world (T = 128, C = 64, K = 10) with the CPU recipe's model (d = 64, N = 30, S = 4, d_h = 8, T' = 8).
+world (T = 128, C = 64, K = 10) with the CPU recipe's model (d = 64, N = 30, S = 4, d_h = 16, T' = 8).
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from tadlab.utils import resolve_device
 SIZES = {"thumos": (dict(feature_dim=2048, num_classes=20, num_snippets=256),
                     dict(hidden=256, num_proposals=50, num_stages=4, dynamic_dim=64, soi_points=16)),
          "synthetic": (dict(feature_dim=64, num_classes=10, num_snippets=128),
-                       dict(hidden=64, heads=4, num_proposals=30, num_stages=4, dynamic_dim=8, soi_points=8))}
+                       dict(hidden=64, heads=4, num_proposals=30, num_stages=4, dynamic_dim=16, soi_points=8,
+                            center_features=True))}
 
 
 def random_batch(data: dict, batch_size: int, device: torch.device, generator: torch.Generator) -> dict:
@@ -64,7 +66,12 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated sizes of the speed table")
     args = parser.parse_args(argv)
+    sizes = args.sizes.split(",")
+    unknown = sorted(set(sizes) - set(SIZES))
+    if unknown:
+        parser.error(f"--sizes must name sizes among {sorted(SIZES)}, got {unknown}")
     device = resolve_device(args.device)
     generator = torch.Generator().manual_seed(0)
 
@@ -77,7 +84,8 @@ def main(argv=None) -> None:
     print(f"\nSpeed on {device} ({torch.get_num_threads()} threads), batch {args.batch_size}, "
           f"median of {args.repeats}")
     print(f"{'size':<11}{'train videos/s':>16}{'infer ms/video':>16}{'detect ms/video':>17}{'+Soft-NMS ms':>14}")
-    for name, (data, options) in SIZES.items():
+    for name in sizes:
+        data, options = SIZES[name]
         torch.manual_seed(0)
         model = SPTAD(data["feature_dim"], data["num_classes"], **options).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -12,8 +12,8 @@ SMOKE_RUNS = {
     "bench_eval.py": (["--videos", "20", "--per-video", "5", "--repeats", "1"], ["tadlab.eval, loaded data"]),
     "bench_synthetic.py": (["--repeats", "1"], ["thumos", "anet"]),
     "bench_gsmt.py": (["--repeats", "1", "--batch-size", "2"], ["paper", "synthetic", "train videos/s"]),
-    "bench_sptad.py": (["--repeats", "1", "--batch-size", "2"], ["SP-TAD, 4 stage(s)", "thumos", "synthetic",
-                                                                  "train videos/s", "+Soft-NMS ms"]),
+    "bench_sptad.py": (["--repeats", "1", "--batch-size", "2", "--sizes", "synthetic"],
+                       ["SP-TAD, 4 stage(s)", "synthetic", "train videos/s", "+Soft-NMS ms"]),
 }
 
 

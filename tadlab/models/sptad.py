@@ -121,14 +121,16 @@ class SPTADConfig:
             raise ValueError(f"top_level must be None or an int in [0, {levels - 1}], got {self.top_level!r}")
         if self.ffn_dim is not None and (not isinstance(self.ffn_dim, int) or self.ffn_dim < 1):
             raise ValueError(f"ffn_dim must be None or a positive int, got {self.ffn_dim!r}")
-        checks = [("expand_ratio", self.expand_ratio > 0), ("dropout", 0 <= self.dropout < 1),
-                  ("prior_prob", 0 < self.prior_prob < 1), ("positive_iou", 0 <= self.positive_iou < 1),
-                  ("focal_alpha", 0 <= self.focal_alpha <= 1), ("focal_gamma", self.focal_gamma >= 0)]
-        checks += [(name, getattr(self, name) >= 0) for name in ("class_weight", "l1_weight", "giou_weight",
-                                                                  "action_weight")]
-        for name, ok in checks:
+        checks = [("expand_ratio", self.expand_ratio > 0, "> 0"), ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
+                  ("prior_prob", 0 < self.prior_prob < 1, "in (0, 1)"),
+                  ("positive_iou", 0 <= self.positive_iou < 1, "in [0, 1)"),
+                  ("focal_alpha", 0 <= self.focal_alpha <= 1, "in [0, 1]"),
+                  ("focal_gamma", self.focal_gamma >= 0, ">= 0")]
+        checks += [(name, getattr(self, name) >= 0, ">= 0") for name in ("class_weight", "l1_weight", "giou_weight",
+                                                                          "action_weight")]
+        for name, ok, expected in checks:
             if not ok:
-                raise ValueError(f"{name} is out of range, got {getattr(self, name)!r}")
+                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
 
 
 # ------------------------------------------------------------------------------------------ the two operations
