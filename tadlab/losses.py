@@ -517,7 +517,8 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     """
     check_choice("reduction", reduction, REDUCTIONS)
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating-point tensor, got {getattr(logits, 'dtype', type(logits).__name__)}")
+        raise TypeError(f"logits must be a floating-point tensor, got "
+                        f"{getattr(logits, 'dtype', type(logits).__name__)}")
     if not isinstance(targets, torch.Tensor) or targets.shape != logits.shape:
         raise ValueError(f"targets must be a tensor of the logits' shape {tuple(logits.shape)}, got "
                          f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__}")

@@ -55,7 +55,8 @@ Choices the paper leaves open or that differ from it, stated here (the notebook 
   Sec. 3.1.3) or, with ``proposal_init="whole"``, all as the whole video (Sparse R-CNN's default).
 - ``assignment="one_to_many"`` (not in the paper, for comparison): the Hungarian matches plus every other
   proposal whose predicted segment overlaps an instance by tIoU > ``positive_iou`` (as anchor-based detectors
-  assign); duplicates then learn to score high and detection needs NMS.
+  assign); duplicates then learn to score high and detection needs NMS (thumos preset, the CPU recipe, seed 1:
+  average mAP 0.28 without NMS and 0.61 with Soft-NMS, against 0.65 and 0.69 with one-to-one matching).
 - The action head averages each backbone output over time (features have no space to pool), concatenates them
   and applies one linear layer; it trains with binary cross-entropy against the classes present in the video.
 """
@@ -181,7 +182,8 @@ def soi_align(levels: list[torch.Tensor], strides, segments: torch.Tensor, level
 
 # ------------------------------------------------------------------------------------------ modules
 class DownStage(nn.Module):
-    """One backbone stage: average-pool by 2, then a residual pair of 3-wide convs: (B, d, T_in) -> (B, d, ceil(T_in/2)).
+    """One backbone stage, (B, d, T_in) -> (B, d, ceil(T_in / 2)): average-pool by 2, then a residual pair of
+    3-wide convs.
 
     The residual path carries the pooled input features through unchanged, so the class evidence the pre-extracted
     features already hold survives a randomly initialised backbone (as I3D's pretrained stages keep theirs).
@@ -448,8 +450,7 @@ class SPTAD(nn.Module):
         terms["positives_per_instance"] = stage["positives"].to(logits.dtype) / instances
         if "video_logits" in outputs:
             present = F.one_hot(batch["labels"].clamp_min(0), self.num_classes) * (batch["labels"] >= 0)[..., None]
-            target = present.amax(dim=1).to(logits.dtype) if present.shape[1] else logits.new_zeros(
-                outputs["video_logits"].shape)
+            target = present.amax(dim=1).to(logits.dtype)  # (B, K): the classes present in each video
             terms["action"] = F.binary_cross_entropy_with_logits(outputs["video_logits"], target)
             total = total + self.config.action_weight * terms["action"]
         return {"total": total, **terms}
