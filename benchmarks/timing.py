@@ -8,13 +8,14 @@ import torch
 
 
 def random_batch(feature_dim: int, num_snippets: int, num_classes: int, batch_size: int, device,
-                 generator: torch.Generator) -> dict:
-    """Random features (B, C, T) and one to three random disjoint instances per video, collated as
+                 generator: torch.Generator, instances: tuple = (1, 3)) -> dict:
+    """Random features (B, C, T) and ``instances`` (min, max) random disjoint instances per video, collated as
     :func:`tadlab.data.collate_videos` does (segments zero-padded, labels padded with -1)."""
-    segments = torch.zeros(batch_size, 3, 2)
-    labels = torch.full((batch_size, 3), -1, dtype=torch.int64)
+    low, high = instances
+    segments = torch.zeros(batch_size, high, 2)
+    labels = torch.full((batch_size, high), -1, dtype=torch.int64)
     for b in range(batch_size):
-        count = int(torch.randint(1, 4, (), generator=generator))
+        count = int(torch.randint(low, high + 1, (), generator=generator))
         cuts = torch.randperm(num_snippets - 1, generator=generator)[: 2 * count].sort().values + 1  # in (0, T)
         segments[b, :count] = cuts.reshape(count, 2).float()
         labels[b, :count] = torch.randint(0, num_classes, (count,), generator=generator)
