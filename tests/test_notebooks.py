@@ -57,3 +57,17 @@ def test_primer_runs_with_papermill_parameters_and_writes_its_metrics(tmp_path):
     assert metrics["seed"] == 3 and metrics["profile"] == "ci"
     assert set(metrics["baseline_average_mAP"]) == {"thumos", "anet"}
     assert len(metrics["baseline_mAP"]["anet"]) == len(metrics["tiou_thresholds"]) == 10
+
+
+def test_rrm_notebook_runs_with_papermill_parameters_and_writes_its_metrics(tmp_path):
+    # The command (-p seed 17 -p iterations 3 -p results_path r.json), at the "smoke" size to keep CI fast.
+    results = tmp_path / "rrm.json"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "06_rrm_refinement.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={"seed": 17, "iterations": 3, "profile": "smoke",
+                                           "results_path": str(results)},
+                               cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+    metrics = json.loads(results.read_text())
+    assert metrics["subset"] == "testing" and metrics["seed"] == 17 and metrics["iterations"] == 3
+    assert 0 <= metrics["AR@100"] <= 1 and 0 <= metrics["average_mAP"] <= 1
+    assert metrics["gflops"] > metrics["bmn"]["gflops"] > 0  # three RRM iterations cost more than BMN alone
+    assert {"test x0", "test x1", "test x3", "test x15"} <= set(metrics["sweep"])
