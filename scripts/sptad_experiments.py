@@ -2,14 +2,16 @@
 
     python scripts/sptad_experiments.py recipe   [--profile full] [--seeds 0]       -> results/05_recipe_validation.json
     python scripts/sptad_experiments.py headline [--profile full] [--seeds 0 1 2]   -> results/05_sptad.json
+    python scripts/sptad_experiments.py ablations [--profile full] [--seeds 0]      -> results/05_ablations.json
 
-The notebook imports this module (``RECIPE``, :func:`train_sptad`, :func:`measure`, :func:`recipe_rows`,
-:func:`headline_rows`) and runs the same functions at its own profile; at ``profile="full"`` they take too long for a
+The notebook imports this module (``RECIPE``, :func:`train_sptad`, :func:`measure`, :func:`duplicate_share`) and runs the same functions at its own profile; at ``profile="full"`` they take too long for a
 notebook on a 2-core CPU, so this script runs them once and the notebook prints the stored rows.
 
-Per seed, ``headline`` trains on the world of that seed (``standard_world("thumos", profile, seed)``):
-SP-TAD as the recipe says (S = 4 stages, one-to-one matching), the same head trained with one-to-many assignment,
-and SP-TAD with one stage; each measured on testing without NMS and (the first two) with Soft-NMS.
+Per seed, on the world of that seed (``standard_world("thumos", profile, seed)``), measured on testing:
+``headline`` trains SP-TAD as the recipe says (S = 4 stages, one-to-one matching), decoded without and with
+Soft-NMS; ``ablations`` trains the same head with one-to-many assignment (without and with Soft-NMS) and SP-TAD
+with one stage. (On 2 shared CPU cores one full-profile training takes about 10 minutes, so the ablations ran for
+seed 0 only.)
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ MODEL = dict(hidden=64, heads=4, num_proposals=30, num_stages=4, dynamic_dim=16,
 # Training: AdamW with a cosine schedule, batch 8, weight decay 1e-4 and gradient clipping at norm 1 (Sparse R-CNN's
 # optimiser and decay; its lr 2.5e-5 with batch 16 is for 1x-schedule COCO; we choose lr on validation).
 TRAIN = dict(batch_size=8, weight_decay=1e-4, clip_grad_norm=1.0)
-EPOCHS = {"smoke": 1, "ci": 10, "full": 20}
+EPOCHS = {"smoke": 1, "ci": 8, "full": 20}
 RECIPE_LRS = (1e-3, 3e-3)
 RECIPE = {"lr": 1e-3}  # the choice of the validation sweep (results/05_recipe_validation.json), see the notebook
 DUPLICATE_IOU = 0.7
@@ -90,24 +92,28 @@ def recipe_rows(seed: int, profile: str, device="cpu", lrs=RECIPE_LRS) -> dict:
 
 
 def headline_rows(seed: int, profile: str, device="cpu", lr: float | None = None, models: dict | None = None) -> dict:
-    """The rows of one seed on testing (see the module docstring); trained models go into ``models`` if given."""
+    """SP-TAD as the recipe says (S = 4, one-to-one) on testing, without and with Soft-NMS."""
+    from tadlab.experiments import standard_world
+
+    world = standard_world("thumos", profile, seed)
+    model, history = train_sptad(world, seed, EPOCHS[profile], RECIPE["lr"] if lr is None else lr, device)
+    if models is not None:
+        models.update(model=model, history=history, world=world)
+    return {"SP-TAD (S=4, one-to-one)": measure(model, world, device=device),
+            "SP-TAD (S=4, one-to-one) + Soft-NMS": measure(model, world, device=device, nms={})}
+
+
+def ablation_rows(seed: int, profile: str, device="cpu", lr: float | None = None) -> dict:
+    """The same head trained with one-to-many assignment (without and with Soft-NMS), and SP-TAD with one stage."""
     from tadlab.experiments import standard_world
 
     world = standard_world("thumos", profile, seed)
     lr = RECIPE["lr"] if lr is None else lr
-    epochs = EPOCHS[profile]
-    rows = {}
-    one_to_one, history = train_sptad(world, seed, epochs, lr, device)
-    rows["SP-TAD (S=4, one-to-one)"] = measure(one_to_one, world, device=device)
-    rows["SP-TAD (S=4, one-to-one) + Soft-NMS"] = measure(one_to_one, world, device=device, nms={})
-    one_to_many, _ = train_sptad(world, seed, epochs, lr, device, assignment="one_to_many")
-    rows["one-to-many"] = measure(one_to_many, world, device=device)
-    rows["one-to-many + Soft-NMS"] = measure(one_to_many, world, device=device, nms={})
-    single, _ = train_sptad(world, seed, epochs, lr, device, num_stages=1)
+    one_to_many, _ = train_sptad(world, seed, EPOCHS[profile], lr, device, assignment="one_to_many")
+    rows = {"one-to-many": measure(one_to_many, world, device=device),
+            "one-to-many + Soft-NMS": measure(one_to_many, world, device=device, nms={})}
+    single, _ = train_sptad(world, seed, EPOCHS[profile], lr, device, num_stages=1)
     rows["SP-TAD, 1 stage"] = measure(single, world, device=device)
-    if models is not None:
-        models.update({"one_to_one": one_to_one, "history": history, "one_to_many": one_to_many, "single": single,
-                       "world": world})
     return rows
 
 
@@ -115,22 +121,27 @@ def main(argv=None) -> None:
     from tadlab.experiments import run_seeds, save_runs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("recipe", "headline"))
+    parser.add_argument("what", choices=("recipe", "headline", "ablations"))
     parser.add_argument("--profile", default="full", choices=("smoke", "ci", "full"))
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--lr", type=float, default=None, help="instead of RECIPE['lr'] (headline, ablations)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.what == "recipe":
         seeds = args.seeds or [0]
         runs = run_seeds(lambda s: recipe_rows(s, args.profile), seeds, subset="validation")
         out = args.out or ROOT / "results" / "05_recipe_validation.json"
-    else:
+    elif args.what == "headline":
         seeds = args.seeds or [0, 1, 2]
-        runs = run_seeds(lambda s: headline_rows(s, args.profile), seeds)
+        runs = run_seeds(lambda s: headline_rows(s, args.profile, lr=args.lr), seeds)
         out = args.out or ROOT / "results" / "05_sptad.json"
+    else:
+        seeds = args.seeds or [0]
+        runs = run_seeds(lambda s: ablation_rows(s, args.profile, lr=args.lr), seeds)
+        out = args.out or ROOT / "results" / "05_ablations.json"
     save_runs(out, runs.values(), overwrite=True, notebook="05", profile=args.profile, epochs=EPOCHS[args.profile],
-              model=MODEL, train=TRAIN, recipe=RECIPE)
+              model=MODEL, train=TRAIN, lr=args.lr if args.lr is not None else RECIPE["lr"])
     from tadlab.experiments import results_table
     print(results_table(runs.values(), keys=("average_mAP", "duplicates")))
 
