@@ -11,7 +11,7 @@ notebook on a 2-core CPU, so this script runs them once and the notebook prints 
 Per seed, on the world of that seed (``standard_world("thumos", profile, seed)``), measured on testing:
 ``headline`` trains SP-TAD as the recipe says (S = 4 stages, one-to-one matching), decoded without and with
 Soft-NMS; ``ablations`` trains the same head with one-to-many assignment (without and with Soft-NMS) and SP-TAD
-with one stage. (On 2 shared CPU cores one full-profile training takes about 10 minutes, so the ablations ran for
+with one stage. (On 2 shared CPU cores one full-profile training takes several minutes, so the ablations ran for
 seed 0 only.)
 """
 from __future__ import annotations
