@@ -5,7 +5,8 @@
     python scripts/sptad_experiments.py ablations [--profile full] [--seeds 0]      -> results/05_ablations.json
     python scripts/sptad_experiments.py longer    [--profile full] [--seeds 0]      -> results/05_longer.json
 
-The notebook imports this module (``RECIPE``, :func:`train_sptad`, :func:`measure`, :func:`duplicate_share`) and runs the same functions at its own profile; at ``profile="full"`` they take too long for a
+The notebook imports this module (``RECIPE``, :func:`train_sptad`, :func:`measure`, :func:`duplicate_share`,
+:func:`diagnose`) and runs the same functions at its own profile; at ``profile="full"`` they take too long for a
 notebook on a 2-core CPU, so this script runs them once and the notebook prints the stored rows.
 
 Per seed, on the world of that seed (``standard_world("thumos", profile, seed)``), measured on testing:
@@ -101,7 +102,8 @@ def diagnose(model, world, subset: str = "testing", device="cpu", iou: float = 0
 
 
 def measure(model, world, subset: str = "testing", device="cpu", **detect_kwargs) -> dict:
-    """average mAP, mAP per tIoU (THUMOS's 0.3:0.7), the duplicate share and :func:`diagnose` of ``model`` on ``subset``."""
+    """average mAP, mAP per tIoU (THUMOS's 0.3:0.7), the duplicate share and :func:`diagnose` of ``model`` on
+    ``subset``."""
     from tadlab.eval import THUMOS_TIOU
     from tadlab.experiments import detection_metrics
 
