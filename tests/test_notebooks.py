@@ -64,6 +64,19 @@ def test_primer_runs_with_papermill_parameters_and_writes_its_metrics(tmp_path):
     assert len(metrics["baseline_mAP"]["thumos"]) == len(metrics["tiou_thresholds"]["thumos"]) == 5
 
 
+def test_sptad_notebook_runs_with_papermill_parameters_and_writes_its_metrics(tmp_path):
+    results = tmp_path / "sptad.json"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "05_query_based_sptad.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={"seed": 17, "num_stages": 2, "num_proposals": 12, "profile": "smoke",
+                                           "results_path": str(results)},
+                               cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+    metrics = json.loads(results.read_text())
+    assert metrics["seeds"] == [17] and metrics["profile"] == "smoke" and metrics["subset"] == "testing"
+    assert metrics["num_stages"] == 2 and metrics["num_proposals"] == 12
+    assert 0 <= metrics["average_mAP"] <= 1 and 0 <= metrics["duplicates"] <= 1
+    assert len(metrics["mAP"]) == len(metrics["tiou_thresholds"]) == 5
+
+
 def test_rrm_notebook_runs_with_papermill_parameters_and_writes_its_metrics(tmp_path):
     # The command (-p seed 17 -p iterations 3 -p results_path r.json), at the "smoke" size to keep CI fast.
     results = tmp_path / "rrm.json"
