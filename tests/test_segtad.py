@@ -12,7 +12,6 @@ from tadlab.models.segtad import (
     SSN1D,
     SegTADConfig,
     decode_proposals,
-    decode_segmentation,
     scaled_dilations,
     segment_class_scores,
 )
@@ -366,10 +365,11 @@ def test_bad_arguments_are_named():
         SegTAD(C, K, 16, hidden=H, graph=False, eta=8, pdn_k=4)
     with pytest.raises(ValueError, match="decoding"):
         small_model().detect({}, decoding="dense")
+    probs = {"probs": torch.rand(1, K + 1, T).softmax(dim=1)}
     with pytest.raises(ValueError, match="top_k"):
-        decode_segmentation(torch.rand(1, K + 1, T), top_k=0)
+        small_model().detect(probs, decoding="segmentation", top_k=0)
     with pytest.raises(ValueError, match="thresholds"):
-        decode_segmentation(torch.rand(1, K + 1, T), thresholds=(0.0, 0.5))
+        small_model().detect(probs, decoding="segmentation", thresholds=(0.0, 0.5))
 
 
 # ----------------------------------------------------------------------------------------------------- decoding
@@ -401,14 +401,36 @@ def test_decode_proposals_scores_and_classes_by_hand():
     assert one["segments"].tolist() == [[0.0, 2.0]]
 
 
-def test_decode_segmentation_groups_runs_by_hand():
+def test_segmentation_decoding_is_class_map_grouping_worked_by_hand():
     probs = torch.zeros(1, 2, 8)
     probs[0, 0] = torch.tensor([0.1, 0.6, 0.9, 0.7, 0.2, 0.8, 0.1, 0.1])
     probs[0, 1] = 1 - probs[0, 0]
-    [det] = decode_segmentation(probs, thresholds=(0.5, 0.85), nms=KEEP_ALL)
+    [det] = small_model().detect({"probs": probs}, decoding="segmentation", thresholds=(0.5, 0.85), nms=KEEP_ALL)
     found = {(tuple(s.tolist()), round(float(c), 4)) for s, c in zip(det["segments"], det["scores"])}
-    assert found == {((1.0, 4.0), round((0.6 + 0.9 + 0.7) / 3, 4)), ((5.0, 6.0), 0.8), ((2.0, 3.0), 0.9)}
+    # runs at 0.5: [1, 4) and [5, 6); at 0.85: [2, 3). Score: mean inside minus the mean of the one-snippet flanks
+    # (a quarter of the length, at least 1): [1, 4) 2.2/3 - (0.1 + 0.2)/2, [5, 6) 0.8 - (0.2 + 0.1)/2,
+    # [2, 3) 0.9 - (0.6 + 0.7)/2
+    assert found == {((1.0, 4.0), round(2.2 / 3 - 0.15, 4)), ((5.0, 6.0), 0.65), ((2.0, 3.0), 0.25)}
     assert det["labels"].tolist() == [0, 0, 0]
+
+
+def test_segmentation_decoding_is_the_shared_class_map_grouping():
+    from tadlab.grouping import DEFAULT_THRESHOLDS, group_class_map
+
+    model = small_model().eval()
+    with torch.no_grad():
+        outputs = model(BATCH["features"])
+    for options in ({}, {"thresholds": (0.3, 0.6), "top_k": 5, "nms": KEEP_ALL}):
+        ours = model.detect(outputs, decoding="segmentation", **options)
+        shared = group_class_map(outputs["probs"], options.get("thresholds", DEFAULT_THRESHOLDS),
+                                 top_k=options.get("top_k", 100), nms=options.get("nms"))
+        for a, b in zip(ours, shared):
+            assert all(torch.equal(a[key], b[key]) for key in ("segments", "scores", "labels"))
+    model.stage = "ssn"  # no trained PDN: segmentation decoding by default
+    with torch.no_grad():
+        default = model.detect(model(BATCH["features"]))
+    assert all(torch.equal(a["scores"], b["scores"]) for a, b in zip(default, model.detect(outputs,
+                                                                                          decoding="segmentation")))
 
 
 @pytest.mark.parametrize("decoding", ["proposals", "segmentation"])

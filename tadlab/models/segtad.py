@@ -41,7 +41,9 @@ Choices the paper leaves open, and deviations (the notebook repeats them):
 - Training is joint, as in the paper (``stage="joint"``, Sec. 3.4). ``stage="ssn"`` trains the 1D-SSN alone
   (L_seg + L_aux) and ``stage="pdn"`` the PDN alone on a frozen 1D-SSN (L_det only, BatchNorm in eval mode).
 - ``detect(decoding="segmentation")`` decodes the segmentation output alone, without the PDN (the ablation "1D-SSN
-  alone vs 1D-SSN + PDN"): see :func:`decode_segmentation`.
+  alone vs 1D-SSN + PDN"), by class-map grouping (:func:`tadlab.grouping.group_class_map`), the decoder the
+  class-map grouping baseline and GSMT's class map use: the same decoder on every class map, so a comparison of
+  their rows compares the class maps.
 - The PDN returns no boundary refinement (Sec. 3.1 mentions one; Sec. 3.3 defines none).
 """
 from __future__ import annotations
@@ -53,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tadlab.grouping import DEFAULT_THRESHOLDS, group_class_map
 from tadlab.models.graph import EdgeConv, knn_graph
 from tadlab.models.segtad_pdn import ProposalDetectionNetwork, deduplicate, sample_neighbourhoods
 from tadlab.utils import check_choice
@@ -62,7 +65,6 @@ PAPER_ENCODED_LENGTH = 125
 ENCODER_LAYERS = 3  # L = 3: the encoder divides T by 2^L = 8
 STRIDE = 2 ** ENCODER_LAYERS
 STAGES = ("joint", "ssn", "pdn")
-DEFAULT_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))  # segmentation decoding: 0.1, ..., 0.9
 
 
 @dataclass
@@ -338,14 +340,15 @@ class SegTAD(nn.Module):
     def detect(self, outputs: dict, *, decoding: str | None = None, top_k: int = 100, top_classes: int = 1,
                thresholds=DEFAULT_THRESHOLDS, nms: dict | None = None) -> list[dict]:
         """Detections per video: ``decoding="proposals"`` (the paper, :func:`decode_proposals`) or
-        ``"segmentation"`` (the 1D-SSN alone, :func:`decode_segmentation`, which uses ``thresholds``);
-        None picks "segmentation" when ``stage="ssn"`` (no trained PDN), else "proposals"."""
+        ``"segmentation"`` (the 1D-SSN alone: class-map grouping of ``probs``, :func:`tadlab.grouping.group_class_map`
+        at ``thresholds``); None picks "segmentation" when ``stage="ssn"`` (no trained PDN), else "proposals"."""
         if decoding is None:
             decoding = "segmentation" if self.stage == "ssn" else "proposals"
         check_choice("decoding", decoding, {"proposals", "segmentation"})
         probs = outputs["probs"].float()  # float32 whatever autocast made: segment ends up to T stay exact
         if decoding == "segmentation":
-            return decode_segmentation(probs, thresholds=thresholds, top_k=top_k, nms=nms)
+            _check_positive("top_k", top_k)
+            return group_class_map(probs, thresholds, top_k=top_k, nms=nms)
         if "iou_scores" not in outputs:
             raise ValueError("outputs have no PDN scores: decoding='proposals' needs the outputs of an eval-mode "
                              "forward (model.eval()) with stage 'joint' or 'pdn'")
@@ -405,48 +408,4 @@ def decode_proposals(proposals: torch.Tensor, scores: torch.Tensor, probs: torch
         order = final.argsort(descending=True)
         detections.append({"segments": segments.repeat_interleave(top_classes, dim=0)[order], "scores": final[order],
                            "labels": best_class.flatten()[order].to(torch.int64)})
-    return detections
-
-
-def decode_segmentation(probs: torch.Tensor, *, thresholds=DEFAULT_THRESHOLDS, top_k: int = 100,
-                        nms: dict | None = None) -> list[dict]:
-    """The 1D-SSN alone: group the per-snippet class map into segments (no PDN).
-
-    probs (B, K+1, T) -> one dict per video of ``segments`` (M, 2), ``scores`` (M,), ``labels`` (M,) int64, best
-    first. For every action class c and threshold theta in ``thresholds``, every run of consecutive snippets with
-    p_t[c] >= theta is a candidate [first, last + 1) scored by the mean of p_t[c] over the run; identical candidates
-    keep one, then class-aware Soft-NMS (``nms``; default Gaussian, sigma 0.5) keeps the ``top_k`` best.
-    """
-    from tadlab.segments import batched_soft_nms
-
-    _check_positive("top_k", top_k)
-    if not isinstance(probs, torch.Tensor) or probs.dim() != 3 or probs.shape[1] < 2:
-        raise ValueError(f"probs must be a tensor (B, K+1, T) with K >= 1, got "
-                         f"{tuple(probs.shape) if isinstance(probs, torch.Tensor) else type(probs).__name__}")
-    thresholds = torch.as_tensor(thresholds, dtype=probs.dtype, device=probs.device).reshape(-1)
-    if thresholds.numel() == 0 or bool(((thresholds <= 0) | (thresholds >= 1)).any()):
-        raise ValueError(f"thresholds must be a non-empty list of values in (0, 1), got {thresholds.tolist()}")
-    nms = {"method": "gaussian", "sigma": 0.5} if nms is None else dict(nms)
-    batch, num_classes, length = probs.shape[0], probs.shape[1] - 1, probs.shape[2]
-    curves = probs[:, :num_classes]  # (B, K, T)
-    active = curves[:, :, None, :] >= thresholds[:, None]  # (B, K, H, T)
-    padded = F.pad(active, (1, 1))
-    starts = (active & ~padded[..., :-2]).nonzero()  # a run starts where the previous snippet is inactive
-    ends = (active & ~padded[..., 2:]).nonzero()  # and ends where the next one is; both in the same order
-    video, label, first, last = starts[:, 0], starts[:, 1], starts[:, 3], ends[:, 3] + 1
-    cumulative = F.pad(curves.cumsum(dim=2), (1, 0))  # (B, K, T+1)
-    score = (cumulative[video, label, last] - cumulative[video, label, first]) / (last - first).to(probs.dtype)
-    span = length + 1
-    key = ((video * num_classes + label) * span + first) * span + last
-    unique, inverse = torch.unique(key, return_inverse=True)  # thresholds often find the same run: keep one
-    best = score.new_full(unique.shape, float("-inf")).scatter_reduce(0, inverse, score, reduce="amax")
-    last_u, rest = unique % span, unique // span
-    first_u, rest = rest % span, rest // span
-    label_u, video_u = rest % num_classes, rest // num_classes
-    segments = torch.stack([first_u, last_u], dim=1).to(probs.dtype)
-    detections = []
-    for b in range(batch):
-        own = (video_u == b).nonzero().squeeze(1)
-        seg, sc, lab, _ = batched_soft_nms(segments[own], best[own], label_u[own], top_k=top_k, **nms)
-        detections.append({"segments": seg, "scores": sc, "labels": lab.to(torch.int64)})
     return detections
