@@ -14,6 +14,7 @@ from tadlab.models.segtad import (
     decode_proposals,
     scaled_dilations,
     segment_class_scores,
+    video_class_scores,
 )
 from tadlab.models.segtad_pdn import (
     deduplicate,
@@ -70,6 +71,18 @@ def test_length_not_a_multiple_of_8_is_padded_by_repeating_the_last_snippet_and_
     assert torch.equal(a["snippet_graph"], b["snippet_graph"])
 
 
+def test_center_features_removes_each_videos_per_channel_offset():
+    ssn = SSN1D(SegTADConfig(C, K, T, hidden=H, graph_k=2, center_features=True)).eval()
+    features = torch.randn(2, C, T)
+    shifted = features + torch.randn(2, C, 1)  # a constant offset per video and channel
+    with torch.no_grad():
+        a, b = ssn(features), ssn(shifted)
+    assert torch.allclose(a["logits"], b["logits"], atol=1e-5)
+    plain = SSN1D(SegTADConfig(C, K, T, hidden=H, graph_k=2)).eval()
+    with torch.no_grad():
+        assert not torch.allclose(plain(features)["logits"], plain(shifted)["logits"], atol=1e-3)
+
+
 def test_too_short_or_mismatched_lengths_are_rejected_with_a_clear_message():
     with pytest.raises(ValueError, match=r"num_snippets=20 encodes to ceil\(T/8\) = 3 .* graph_k=4"):
         SegTAD(C, K, 20, hidden=H, graph_k=4)
@@ -87,6 +100,7 @@ def test_dilations_scale_with_the_encoded_length():
     assert scaled_dilations(125) == (1, 10, 20, 30)  # the paper's, at T = 1000
     assert scaled_dilations(13) == scaled_dilations(16) == (1, 2, 3, 4)  # T = 100 and 128: kept distinct
     assert scaled_dilations(50) == (1, 4, 8, 12)
+    assert scaled_dilations(32) == (1, 3, 5, 8)  # T = 256 (the "thumos" world)
     assert SegTADConfig(C, K, 100).dilations == (1, 2, 3, 4)
     assert SegTADConfig(C, K, 100, dilations=(1, 3)).dilations == (1, 3)
     model = small_model(dilations=(1, 5))
@@ -399,6 +413,17 @@ def test_decode_proposals_scores_and_classes_by_hand():
     assert len(two["scores"]) == 6 and torch.all(two["scores"][:-1] >= two["scores"][1:])
     [one] = decode_proposals(proposals, scores, probs, top_k=1, nms=KEEP_ALL)
     assert one["segments"].tolist() == [[0.0, 2.0]]
+    # classes="video": the video's mean action probabilities (0.4, 0.375), renormalised -> (0.516, 0.484): class 0
+    # for every proposal, scores 0.9, 0.5, 0.2 times 0.4 / 0.775
+    video = video_class_scores(probs)
+    assert torch.allclose(video, torch.tensor([[0.4, 0.375]]) / 0.775)
+    [by_video] = decode_proposals(proposals, scores, probs, classes="video", nms=KEEP_ALL)
+    assert by_video["labels"].tolist() == [0, 0, 0]
+    assert torch.allclose(by_video["scores"], torch.tensor([0.9, 0.5, 0.2]) * 0.4 / 0.775)
+    [two_video] = decode_proposals(proposals, scores, probs, classes="video", top_classes=2, nms=KEEP_ALL)
+    assert two_video["labels"].tolist() == [0, 1, 0, 1, 0, 1]
+    with pytest.raises(ValueError, match="classes"):
+        decode_proposals(proposals, scores, probs, classes="segment")
 
 
 def test_segmentation_decoding_is_class_map_grouping_worked_by_hand():

@@ -21,9 +21,10 @@ as in the paper. Inference (Sec. 3.4): s1 x s2, Soft-NMS, the top 100; each kept
 with the highest mean segmentation probability over its snippets, and its score is multiplied by that probability.
 
 Choices the paper leaves open, and deviations (the notebook repeats them):
-- Sizes. The paper runs T = 1000 snippets (ActivityNet); our worlds have T = 100-128, so the encoded length is
-  13-16, not 125. Dilations scale with it: d_b = max(round(d_b^paper T'/125), d_{b-1} + 1), d^paper = (1, 10, 20,
-  30), T' = ceil(T/8) (:func:`scaled_dilations`), giving (1, 10, 20, 30) at T' = 125 and (1, 2, 3, 4) at 13-16.
+- Sizes. The paper runs T = 1000 snippets (ActivityNet); our worlds have T = 100 ("anet") and 256 ("thumos"), so
+  the encoded length is 13 and 32, not 125. Dilations scale with it: d_b = max(round(d_b^paper T'/125), d_{b-1} +
+  1), d^paper = (1, 10, 20, 30), T' = ceil(T/8) (:func:`scaled_dilations`), giving (1, 10, 20, 30) at T' = 125,
+  (1, 2, 3, 4) at 13 and (1, 3, 5, 8) at 32.
 - T not a multiple of 8: padded on the right by repeating the last snippet (at most 7), and every output cropped
   back to T. The paper's T = 1000 needs no padding.
 - The snippet graph's K (``graph_k`` = 4) is not given for the 1D-SSN; 4 is the PDN's K. The graph and the edge
@@ -36,8 +37,14 @@ Choices the paper leaves open, and deviations (the notebook repeats them):
 - Eq. 5 prints the end term with "=" instead of "+": L_aux is the sum of the start and the end binary
   cross-entropies, each a mean over snippets (labels: the first and the last snippet of each instance).
 - L_r (the L2 norm of the weights, lambda_3 = 1) is left to the optimiser's weight decay (``fit(weight_decay=)``).
-- The paper multiplies by an external video classifier's top-1 (or top-2) class scores; there is none here, so the
-  class comes from the segmentation output over the proposal (``top_classes`` = 2 keeps the two best).
+- The paper multiplies by an external video classifier's top-1 (or top-2) class scores; there is none here. By
+  default (``classes="proposal"``) the class comes from the segmentation output over the proposal; with
+  ``classes="video"`` the 1D-SSN itself stands in for the video classifier: its action probabilities averaged over
+  the whole video (renormalised over the K actions) give every proposal of the video the same class scores.
+  ``top_classes`` = 2 keeps the two best (the paper's "top-2 cls.").
+- ``center_features=True`` (off by default; not in the paper) subtracts each video's per-channel mean over time
+  before the encoder, as GSMT and the temporal-context baseline may: the synthetic world gives every video its own
+  constant offset per channel, which the strided encoder otherwise has to learn to ignore.
 - Training is joint, as in the paper (``stage="joint"``, Sec. 3.4). ``stage="ssn"`` trains the 1D-SSN alone
   (L_seg + L_aux) and ``stage="pdn"`` the PDN alone on a frozen 1D-SSN (L_det only, BatchNorm in eval mode).
 - ``detect(decoding="segmentation")`` decodes the segmentation output alone, without the PDN (the ablation "1D-SSN
@@ -89,6 +96,7 @@ class SegTADConfig:
     pdn_layers: int = 3                 # edge-convolution layers in the PDN
     seeds: int = 50                     # M0 seed proposals per video in training
     iou_threshold: float = 0.5          # tau: a proposal is positive when its best tIoU exceeds it
+    center_features: bool = False       # subtract each video's per-channel mean over time first (not in the paper)
     seg_weight: float = 1.0             # the weight of L_seg (0: Table 3's "without segmentation loss")
     det_weight: float = 1.0             # lambda_1
     aux_weight: float = 1.0             # lambda_2
@@ -134,7 +142,7 @@ def scaled_dilations(encoded_length: int, paper=PAPER_DILATIONS, paper_length: i
     """The paper's dilations, scaled from its encoded length (1000 / 8 = 125) to ``encoded_length``.
 
     d_b = max(round(d_b^paper * T' / 125), d_{b-1} + 1): the same fractions of the sequence, kept distinct and at
-    least 1. 125 -> (1, 10, 20, 30); 13 (T = 100) and 16 (T = 128) -> (1, 2, 3, 4); 50 -> (1, 4, 8, 12).
+    least 1. 125 -> (1, 10, 20, 30); 13 (T = 100) and 16 (T = 128) -> (1, 2, 3, 4); 32 (T = 256) -> (1, 3, 5, 8).
     """
     dilations = []
     for d in paper:
@@ -180,6 +188,7 @@ class SSN1D(nn.Module):
     def __init__(self, config: SegTADConfig):
         super().__init__()
         channels, hidden = config.feature_dim, config.hidden
+        self.center_features = bool(config.center_features)
         self.encoder = nn.ModuleList(
             nn.Conv1d(channels if i == 0 else hidden, hidden, kernel_size=3, stride=2, padding=1)
             for i in range(ENCODER_LAYERS))
@@ -196,6 +205,8 @@ class SSN1D(nn.Module):
 
     def forward(self, features: torch.Tensor) -> dict:
         length = features.shape[2]
+        if self.center_features:  # the video's per-channel offset removed (a video-level context)
+            features = features - features.mean(dim=2, keepdim=True)
         padded_length = math.ceil(length / STRIDE) * STRIDE
         x = F.pad(features, (0, padded_length - length), mode="replicate") if padded_length > length else features
         for i, conv in enumerate(self.encoder):  # (B, C', T/2), (B, C', T/4), (B, C', T/8)
@@ -338,8 +349,9 @@ class SegTAD(nn.Module):
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def detect(self, outputs: dict, *, decoding: str | None = None, top_k: int = 100, top_classes: int = 1,
-               thresholds=DEFAULT_THRESHOLDS, nms: dict | None = None) -> list[dict]:
-        """Detections per video: ``decoding="proposals"`` (the paper, :func:`decode_proposals`) or
+               classes: str = "proposal", thresholds=DEFAULT_THRESHOLDS, nms: dict | None = None) -> list[dict]:
+        """Detections per video: ``decoding="proposals"`` (the paper, :func:`decode_proposals`, with ``top_classes``
+        and ``classes``) or
         ``"segmentation"`` (the 1D-SSN alone: class-map grouping of ``probs``, :func:`tadlab.grouping.group_class_map`
         at ``thresholds``); None picks "segmentation" when ``stage="ssn"`` (no trained PDN), else "proposals"."""
         if decoding is None:
@@ -353,7 +365,8 @@ class SegTAD(nn.Module):
             raise ValueError("outputs have no PDN scores: decoding='proposals' needs the outputs of an eval-mode "
                              "forward (model.eval()) with stage 'joint' or 'pdn'")
         scores = outputs["iou_scores"].float() * outputs["action_scores"].float()  # s1 x s2 (Sec. 3.4)
-        return decode_proposals(outputs["proposals"], scores, probs, top_k=top_k, top_classes=top_classes, nms=nms)
+        return decode_proposals(outputs["proposals"], scores, probs, top_k=top_k, top_classes=top_classes,
+                                classes=classes, nms=nms)
 
 
 # ---------------------------------------------------------------------------------------------------- decoding
@@ -380,19 +393,30 @@ def segment_class_scores(probs: torch.Tensor, segments: torch.Tensor) -> torch.T
     return ((gather(last) - gather(first)) / (last - first)[:, None, :].to(probs.dtype)).transpose(1, 2)
 
 
+def video_class_scores(probs: torch.Tensor) -> torch.Tensor:
+    """The 1D-SSN as a video classifier: probs (B, K+1, T) -> (B, K), each action's probability averaged over the
+    video's snippets, renormalised over the K actions (rows sum to 1)."""
+    action = probs[:, :-1].mean(dim=2)  # (B, K)
+    return action / action.sum(dim=1, keepdim=True).clamp_min(torch.finfo(action.dtype).tiny)
+
+
 def decode_proposals(proposals: torch.Tensor, scores: torch.Tensor, probs: torch.Tensor, *, top_k: int = 100,
-                     top_classes: int = 1, nms: dict | None = None) -> list[dict]:
+                     top_classes: int = 1, classes: str = "proposal", nms: dict | None = None) -> list[dict]:
     """SegTAD inference (Sec. 3.4): proposals (P, 2), scores s1 x s2 (B, P), segmentation probs (B, K+1, T) ->
     one dict per video of ``segments`` (M, 2), ``scores`` (M,), ``labels`` (M,) int64, best first.
 
     Class-agnostic Soft-NMS (:func:`tadlab.segments.soft_nms`, ``nms`` its keyword arguments; default Gaussian,
-    sigma 0.5) keeps the ``top_k`` best proposals; each takes its ``top_classes`` best action classes by mean
-    segmentation probability over its snippets, and the score becomes the Soft-NMS score times that probability.
+    sigma 0.5) keeps the ``top_k`` best proposals; each takes its ``top_classes`` best action classes, and the
+    score becomes the Soft-NMS score times that class's probability. ``classes="proposal"``: by mean segmentation
+    probability over the proposal's snippets (:func:`segment_class_scores`); ``"video"``: by the video's class
+    scores (:func:`video_class_scores`), the same for every proposal of a video, as the paper's external video
+    classifier gives.
     """
     from tadlab.segments import soft_nms
 
     _check_positive("top_k", top_k)
     _check_positive("top_classes", top_classes)
+    check_choice("classes", classes, {"proposal", "video"})
     if scores.dim() != 2 or scores.shape[1] != proposals.shape[0] or probs.shape[0] != scores.shape[0]:
         raise ValueError(f"scores must be (B, P) with P = {proposals.shape[0]} proposals and B = {probs.shape[0]} "
                          f"like probs, got {tuple(scores.shape)}")
@@ -402,7 +426,10 @@ def decode_proposals(proposals: torch.Tensor, scores: torch.Tensor, probs: torch
     detections = []
     for b in range(scores.shape[0]):  # Soft-NMS is greedy per video
         segments, kept, _ = soft_nms(proposals.to(scores.dtype), scores[b], top_k=top_k, **nms)
-        class_prob = segment_class_scores(probs[b:b + 1], segments[None])[0, :, :num_classes]  # (M, K)
+        if classes == "proposal":
+            class_prob = segment_class_scores(probs[b:b + 1], segments[None])[0, :, :num_classes]  # (M, K)
+        else:
+            class_prob = video_class_scores(probs[b:b + 1]).expand(len(segments), -1)  # (M, K)
         best_prob, best_class = class_prob.topk(top_classes, dim=1)  # (M, top_classes)
         final = (kept[:, None] * best_prob.to(kept.dtype)).flatten()
         order = final.argsort(descending=True)
