@@ -51,8 +51,21 @@ def _check_kernel_size(kernel_size) -> int:
     return kernel_size
 
 
-def _check_masks(pred, target=None, valid=None, dim=-1):
-    """Check the mask arguments; return them with the time axis moved last and ``target`` in ``pred``'s dtype."""
+def _check_probabilities(masks: torch.Tensor, name: str) -> None:
+    """Values in [0, 1] (NaN fails too): a loss fed logits would otherwise return a wrong number without a word."""
+    if masks.numel() == 0:
+        return
+    low, high = torch.aminmax(masks.detach())
+    if not bool((low >= 0) & (high <= 1)):
+        raise ValueError(f"{name} must hold probabilities in [0, 1] (apply a sigmoid to logits first), got values "
+                         f"in [{float(low):.4g}, {float(high):.4g}]")
+
+
+def _check_masks(pred, target=None, valid=None, dim=-1, probabilities=False):
+    """Check the mask arguments; return them with the time axis moved last and ``target`` in ``pred``'s dtype.
+
+    ``probabilities``: the losses' inputs must lie in [0, 1] (morphology alone takes any real mask).
+    """
     if not isinstance(pred, torch.Tensor):
         raise TypeError(f"pred must be a torch.Tensor, got {type(pred).__name__}")
     if not pred.is_floating_point():
@@ -70,6 +83,10 @@ def _check_masks(pred, target=None, valid=None, dim=-1):
             raise ValueError(f"target must have pred's shape {tuple(pred.movedim(-1, dim).shape)}, "
                              f"got {tuple(target.movedim(-1, dim).shape)}")
         target = target.to(pred.dtype)
+    if probabilities:
+        _check_probabilities(pred, "pred")
+        if target is not None:
+            _check_probabilities(target, "target")
     if valid is not None:
         if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool:
             raise TypeError(f"valid must be a bool tensor, got {getattr(valid, 'dtype', type(valid).__name__)}")
@@ -234,7 +251,7 @@ def _soft_iou(a: torch.Tensor, b: torch.Tensor, eps: float) -> tuple[torch.Tenso
 def iou_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, dim: int = -1,
              reduction: str = "mean", eps: float = GSMT_EPS) -> torch.Tensor:
     """Soft IoU loss ``1 - |P n G| / |P u G|`` of whole masks ``(..., T)``; the L_IOU of TAGS supp. Table 2."""
-    pred, target, valid = _check_masks(pred, target, valid, dim)
+    pred, target, valid = _check_masks(pred, target, valid, dim, probabilities=True)
     return _reduce(1 - soft_iou(pred, target, valid, eps)[0], valid, reduction)
 
 
@@ -273,7 +290,7 @@ def biou_loss(pred: torch.Tensor, target: torch.Tensor, kernel_size: int = 7, va
     use the printed e^-8 (:data:`GSMT_EPS`): it bounds lambda by 2981, where 1e-8 would allow 1e8 (the trained
     columns above reach lambda = 3.9e4 and lambda * L2 = 34.8 on average on the disjoint ones with 1e-8).
     """
-    pred, target, valid = _check_masks(pred, target, valid, dim)
+    pred, target, valid = _check_masks(pred, target, valid, dim, probabilities=True)
     return _reduce(_region_loss(pred, target, valid, kernel_size, backend, use_biou, l2_penalty, 0.0, eps),
                    valid, reduction)
 
@@ -444,7 +461,7 @@ def dice_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | No
     GSMT Eq. 6 prints the dice term without the factor 2, which would score a perfect mask 0.5; this is the V-Net
     form it cites (Milletari et al. 2016). Two empty masks score 0.
     """
-    pred, target, valid = _check_masks(pred, target, valid, dim)
+    pred, target, valid = _check_masks(pred, target, valid, dim, probabilities=True)
     return _reduce(_dice(_masked(pred, valid), _masked(target, valid), eps), valid, reduction)
 
 
@@ -465,7 +482,7 @@ def mask_loss(pred: torch.Tensor, target: torch.Tensor, variant: str = "biou", k
     and gradients (to float rounding).
     """
     check_choice("variant", variant, MASK_VARIANTS)
-    pred, target, valid = _check_masks(pred, target, valid, dim)
+    pred, target, valid = _check_masks(pred, target, valid, dim, probabilities=True)
     if variant == "bce":
         # clamping one machine epsilon inside (0, 1) keeps saturated predictions finite in value and gradient
         tiny = torch.finfo(pred.dtype).eps
@@ -493,6 +510,10 @@ def _check_classification(logits, labels, name="logits"):
     if tuple(labels.shape) != expected:
         raise ValueError(f"labels must have shape {expected} for {name} {tuple(logits.shape)}, "
                          f"got {tuple(labels.shape)}")
+    bad = (labels < -1) | (labels >= logits.shape[1])
+    if bad.any():
+        raise ValueError(f"labels must be 0..{logits.shape[1] - 1} for {name} of K+1 = {logits.shape[1]} classes "
+                         f"(K = background) or -1 for padding, got {int(labels[bad][0])}")
 
 
 def _reduce_labels(per_item: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:

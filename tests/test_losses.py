@@ -378,6 +378,22 @@ def test_clear_errors_for_bad_masks():
     assert mask_loss(pred, pred > 0.5).dtype == torch.float32  # bool targets are accepted
 
 
+@pytest.mark.parametrize("loss", [mask_loss, biou_loss, iou_loss, dice_loss])
+def test_mask_losses_refuse_logits_where_probabilities_are_expected(loss):
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 12, generator=generator) * 3
+    target = (torch.rand(2, 12, generator=generator) > 0.5).float()
+    with pytest.raises(ValueError, match=r"pred must hold probabilities in \[0, 1\] \(apply a sigmoid to logits "
+                                         r"first\), got values in \[-\d"):
+        loss(logits, target)
+    with pytest.raises(ValueError, match=r"target must hold probabilities in \[0, 1\].*got values in \[0, 2\]"):
+        loss(torch.sigmoid(logits), target * 2)
+    with pytest.raises(ValueError, match=r"pred must hold probabilities.*nan"):
+        loss(torch.full((2, 12), float("nan")), target)
+    assert torch.isfinite(loss(torch.sigmoid(logits), target))  # probabilities, exactly 0 and 1 included
+    assert torch.isfinite(loss(target, target))
+
+
 # ---------------------------------------------------------------------------------------- classification (Eq. 5)
 def test_focal_loss_by_hand():
     logits = torch.log(torch.tensor([[1.0, 1.0, 2.0], [1.0, 1.0, 2.0]])).T[None]  # (1, 3, 2): p = (.25, .25, .5)
@@ -438,6 +454,18 @@ def test_classification_errors():
         class_balanced_logistic_loss(logits, torch.zeros(2, 5, dtype=torch.long), num_hard_negatives=4)
     with pytest.raises(ValueError, match="regression_logits"):
         classification_loss(logits, torch.randn(2, 4, 6), torch.zeros(2, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("loss", [focal_loss, class_balanced_logistic_loss])
+@pytest.mark.parametrize("bad", [4, 7, -2])
+def test_classification_losses_refuse_labels_out_of_range(loss, bad):
+    logits = torch.randn(2, 4, 5)  # K + 1 = 4 classes: labels 0..3, -1 for padding
+    labels = torch.tensor([[0, 1, 2, 3, -1], [3, 2, 1, 0, bad]])
+    with pytest.raises(ValueError, match=rf"labels must be 0\.\.3 for logits of K\+1 = 4 classes \(K = background\) "
+                                         rf"or -1 for padding, got {bad}"):
+        loss(logits, labels)
+    labels[1, 4] = -1
+    assert torch.isfinite(loss(logits, labels))
 
 
 # ---------------------------------------------------------------------------------------------------------- device
