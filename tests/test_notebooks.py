@@ -60,3 +60,14 @@ def test_primer_runs_with_papermill_parameters_and_writes_its_metrics(tmp_path):
         assert set(metrics[key]) == {"thumos", "anet"} and all(0 <= v <= 1 for v in metrics[key].values())
     assert len(metrics["baseline_mAP"]["anet"]) == len(metrics["tiou_thresholds"]["anet"]) == 10
     assert len(metrics["baseline_mAP"]["thumos"]) == len(metrics["tiou_thresholds"]["thumos"]) == 5
+
+
+def test_segtad_notebook_runs_with_papermill_parameters_and_writes_its_testing_metrics(tmp_path):
+    results = tmp_path / "segtad.json"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "07_segmentation_segtad.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={"seed": 17, "profile": "smoke", "results_path": str(results)},
+                               cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+    metrics = json.loads(results.read_text())
+    assert metrics["subset"] == "testing" and metrics["seeds"] == [17] and metrics["profile"] == "smoke"
+    assert 0 <= metrics["average_mAP"] <= 1 and len(metrics["mAP"]) == len(metrics["tiou_thresholds"]) == 10
+    assert {"SegTAD", "naive", "context", "class map grouping"} <= set(metrics["rows_average_mAP"])
