@@ -8,6 +8,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= ci
+JOBS ?= 2
 # The CPU set-up pins this torch; set TORCH_PIN= (empty) to keep a torch you installed into $(VENV) yourself.
 TORCH_PIN ?= torch==2.13.0
 BIN := $(VENV)/bin
@@ -43,9 +44,10 @@ browser: $(VENV)/.browser
 notebooks: venv
 	$(BIN)/python scripts/run_notebooks.py --profile $(PROFILE)
 
+# Two test files (or notebooks) at a time, one thread each: the 2-core machines these run on stay fully used.
 test: venv
-	$(BIN)/python -m pytest -p no:cacheprovider tests
-	$(BIN)/python -m pytest -p no:cacheprovider --nbval notebooks
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile --nbval notebooks
 
 student: venv
 	$(BIN)/python scripts/student_copies.py --output-dir out/student

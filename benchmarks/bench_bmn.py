@@ -15,8 +15,6 @@ The sampling tensor's memory (dense and sparse) is printed first.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
@@ -25,6 +23,7 @@ from tadlab.models import bmn as bmn_module
 from tadlab.models import rrm as rrm_module
 from tadlab.models.bmn import boundary_matching_weights
 from tadlab.utils import resolve_device
+from timing import random_batch, time_it
 
 RCL_TABLE1_FLOPS = {0: 98.3, 1: 100.0, 5: 106.9, 10: 115.5, 15: 124.1}  # RCL supp. Table 1 (BMN + RRM, ActivityNet)
 SIZES = {"paper": dict(feature_dim=400, bmn=bmn_module.PAPER_CONFIG, rrm={}),
@@ -37,37 +36,6 @@ def build(size: str, snippets: int, durations: int, iterations: int) -> BMN:
     if iterations:
         refine = RRM(spec["bmn"]["hidden_2d"], iterations=iterations, **spec["rrm"])
     return BMN(spec["feature_dim"], snippets, durations, **spec["bmn"], refine=refine)
-
-
-def random_batch(feature_dim: int, snippets: int, batch_size: int, device, generator: torch.Generator) -> dict:
-    """Random features and one to three random instances per video, collated as tadlab.data.collate_videos does."""
-    segments = torch.zeros(batch_size, 3, 2)
-    labels = torch.full((batch_size, 3), -1, dtype=torch.int64)
-    for b in range(batch_size):
-        count = int(torch.randint(1, 4, (), generator=generator))
-        cuts = torch.randperm(snippets - 1, generator=generator)[: 2 * count].sort().values + 1
-        segments[b, :count] = cuts.reshape(count, 2).float()
-        labels[b, :count] = 0
-    return {"features": torch.randn(batch_size, feature_dim, snippets, generator=generator).to(device),
-            "segments": segments.to(device), "labels": labels.to(device)}
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_it(fn, device, repeats: int) -> float:
-    """Median seconds of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def saved_activation_bytes(model: BMN, batch: dict) -> int:
@@ -124,7 +92,7 @@ def main(argv=None) -> None:
           f"median of {args.repeats}")
     print(f"{'model':<16}{'GFLOPs':>8}{'train videos/s':>16}{'infer ms/video':>16}{'detect ms/video':>17}"
           f"{'activations MB/video':>22}{'peak MB':>10}")
-    batch = random_batch(SIZES[size]["feature_dim"], snippets, args.batch_size, device, generator)
+    batch = random_batch(SIZES[size]["feature_dim"], snippets, 1, args.batch_size, device, generator)
     for n in counts:
         torch.manual_seed(0)
         model = build(size, snippets, durations, n).to(device)

@@ -1,4 +1,5 @@
-"""Losses of the global-mask family: boundary IoU (bIoU), soft IoU, dice, the GSMT mask and classification losses.
+"""Losses of the global-mask family: boundary IoU (bIoU), soft IoU, dice, the GSMT mask and classification losses;
+and the sigmoid focal loss that query-based detectors (SP-TAD) train their classifiers with.
 
 Mask losses take soft masks ``pred`` (probabilities in [0, 1]) and targets of the same shape ``(..., T)``: the time
 axis is ``dim`` (default the last), every other axis is a batch axis. For a global mask batch ``(B, T, T)`` whose
@@ -40,6 +41,7 @@ __all__ = [
     "focal_loss",
     "iou_loss",
     "mask_loss",
+    "sigmoid_focal_loss",
     "soft_iou",
 ]
 
@@ -538,6 +540,37 @@ def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0, r
     _check_classification(logits, labels)
     per_class = kornia.losses.focal_loss(logits, labels, alpha=None, gamma=gamma, reduction="none", ignore_index=-1)
     return _reduce_labels(per_class.sum(1), labels, reduction)  # only the target slice is non-zero
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None = 0.25, gamma: float = 2.0,
+                       reduction: str = "mean") -> torch.Tensor:
+    """Sigmoid focal loss (Lin et al. 2017): one independent binary decision per class, as SP-TAD, Sparse R-CNN and
+    Deformable DETR train their classifiers (no background class: "no action" is an all-zero target row).
+
+        FL = -alpha t (1 - p)^gamma log p - (1 - alpha)(1 - t) p^gamma log(1 - p),   p = sigmoid(logit)
+
+    logits and targets (in [0, 1]) of the same shape, e.g. ``(B, N, K)``; ``alpha=None`` drops the weighting.
+    Returns the elementwise loss (``"none"``), its sum or its mean over all entries. DETR-style set losses sum and
+    divide by the number of positives themselves. Computed by ``kornia.losses.binary_focal_loss_with_logits``.
+    """
+    check_choice("reduction", reduction, REDUCTIONS)
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got "
+                        f"{getattr(logits, 'dtype', type(logits).__name__)}")
+    if not isinstance(targets, torch.Tensor) or targets.shape != logits.shape:
+        raise ValueError(f"targets must be a tensor of the logits' shape {tuple(logits.shape)}, got "
+                         f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__}")
+    if alpha is not None and not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be None or in [0, 1], got {alpha!r}")
+    if not gamma >= 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma!r}")
+    # kornia wants (B, C, *): one row holds every entry, whatever the input's shape.
+    per_entry = kornia.losses.binary_focal_loss_with_logits(
+        logits.reshape(1, -1), targets.to(logits.dtype).reshape(1, -1), alpha=alpha, gamma=gamma, reduction="none",
+        ignore_index=None).reshape(logits.shape)
+    if reduction == "none":
+        return per_entry
+    return per_entry.sum() if reduction == "sum" else per_entry.mean()
 
 
 def class_balanced_logistic_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 10.0,

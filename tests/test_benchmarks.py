@@ -21,6 +21,8 @@ SMOKE_RUNS = {
                         ["anet", "PDN without graph", "train videos/s", "detect seg. ms/video"]),
     "bench_bmn.py": (["--repeats", "1", "--batch-size", "2", "--snippets", "16", "--iterations", "1,2"],
                      ["Sampling tensor", "BMN + RRM x2", "train videos/s", "activations MB/video"]),
+    "bench_sptad.py": (["--repeats", "1", "--batch-size", "2", "--sizes", "synthetic"],
+                       ["SP-TAD, 4 stage(s)", "synthetic", "train videos/s", "+Soft-NMS ms"]),
 }
 
 

@@ -20,6 +20,7 @@ from tadlab.losses import (
     focal_loss,
     iou_loss,
     mask_loss,
+    sigmoid_focal_loss,
 )
 
 BACKENDS = ["fast", "kornia"]
@@ -406,6 +407,25 @@ def test_focal_loss_by_hand():
     torch.testing.assert_close(focal_loss(logits, padded), expected[0, 0])
     torch.testing.assert_close(focal_loss(logits, labels, gamma=0.0),
                                torch.nn.functional.cross_entropy(logits, labels))
+
+
+def test_sigmoid_focal_loss_by_hand():
+    logits = torch.tensor([[0.0, math.log(3.0)], [-math.log(3.0), 0.0]])  # p = (.5, .75), (.25, .5)
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    expected = torch.tensor([[0.25 * 0.5**2 * -math.log(0.5), 0.75 * 0.75**2 * -math.log(0.25)],
+                             [0.75 * 0.25**2 * -math.log(0.75), 0.25 * 0.5**2 * -math.log(0.5)]])
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, reduction="none"), expected)
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, reduction="sum"), expected.sum())
+    torch.testing.assert_close(sigmoid_focal_loss(logits[None], targets[None]), expected.mean())  # any shape
+    # alpha=None and gamma=0 is plain binary cross-entropy
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, alpha=None, gamma=0.0, reduction="none"),
+                               torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none"))
+    with pytest.raises(ValueError, match="targets"):
+        sigmoid_focal_loss(logits, targets[0])
+    with pytest.raises(ValueError, match="alpha"):
+        sigmoid_focal_loss(logits, targets, alpha=1.5)
+    with pytest.raises(ValueError, match="reduction"):
+        sigmoid_focal_loss(logits, targets, reduction="max")
 
 
 def test_class_balanced_logistic_loss_by_hand():

@@ -9,7 +9,8 @@ from tadlab.models.gsmt import GSMT
 from tadlab.models.rrm import RRM
 from tadlab.models.segtad import SegTAD, SegTADConfig
 from tadlab.models.segtad_pdn import ProposalDetectionNetwork
+from tadlab.models.sptad import SPTAD
 from tadlab.models.video_classifier import ProposalDetector, VideoClassifier
 
-__all__ = ["BMN", "GSMT", "ProposalDetectionNetwork", "ProposalDetector", "RRM", "SegTAD", "SegTADConfig",
+__all__ = ["BMN", "GSMT", "ProposalDetectionNetwork", "ProposalDetector", "RRM", "SPTAD", "SegTAD", "SegTADConfig",
            "SnippetClassifier", "TemporalContextClassifier", "VideoClassifier"]
