@@ -23,7 +23,7 @@ from tadlab.models import bmn as bmn_module
 from tadlab.models import rrm as rrm_module
 from tadlab.models.bmn import boundary_matching_weights
 from tadlab.utils import resolve_device
-from timing import random_batch, time_it
+from timing import random_batch, time_it, train_step
 
 RCL_TABLE1_FLOPS = {0: 98.3, 1: 100.0, 5: 106.9, 10: 115.5, 15: 124.1}  # RCL supp. Table 1 (BMN + RRM, ActivityNet)
 SIZES = {"paper": dict(feature_dim=400, bmn=bmn_module.PAPER_CONFIG, rrm={}),
@@ -96,18 +96,10 @@ def main(argv=None) -> None:
     for n in counts:
         torch.manual_seed(0)
         model = build(size, snippets, durations, n).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def train_step():
-            terms = model.loss(model(batch["features"]), batch)
-            optimizer.zero_grad()
-            terms["total"].backward()
-            optimizer.step()
-
         model.train()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        train_s = time_it(train_step, device, args.repeats)
+        train_s = time_it(train_step(model, batch), device, args.repeats)
         peak = f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "-"
         activations = saved_activation_bytes(model, batch) / args.batch_size
         model.eval()

@@ -15,7 +15,7 @@ import torch
 
 from tadlab.models.gsmt import GSMT, PAPER_COST
 from tadlab.utils import resolve_device
-from timing import random_batch, time_it
+from timing import detector_times, random_batch
 
 SIZES = {"paper": dict(feature_dim=400, num_classes=200, num_snippets=100, hidden=512),
          "synthetic": dict(feature_dim=64, num_classes=10, num_snippets=100, hidden=64)}
@@ -43,26 +43,11 @@ def main(argv=None) -> None:
     for name, size in SIZES.items():
         torch.manual_seed(0)
         model = GSMT(**size).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         batch = random_batch(size["feature_dim"], size["num_snippets"], size["num_classes"], args.batch_size,
                              device, generator)
-
-        def train_step():
-            terms = model.loss(model(batch["features"]), batch)
-            optimizer.zero_grad()
-            terms["total"].backward()
-            optimizer.step()
-
-        model.train()
-        train_s = time_it(train_step, device, args.repeats)
-        model.eval()
-        one = batch["features"][:1]
-        with torch.no_grad():
-            outputs = model(one)
-            forward_s = time_it(lambda: model(one), device, args.repeats)
-            detect_s = time_it(lambda: model.detect(outputs), device, args.repeats)
-        print(f"{name:<11}{args.batch_size / train_s:>16.1f}{1e3 * (forward_s + detect_s):>16.2f}"
-              f"{1e3 * detect_s:>17.2f}")
+        s = detector_times(model, batch, device, args.repeats, detect={})
+        print(f"{name:<11}{args.batch_size / s['train']:>16.1f}{1e3 * (s['forward'] + s['detect']):>16.2f}"
+              f"{1e3 * s['detect']:>17.2f}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import torch
 
 from tadlab.models.segtad import SegTAD
 from tadlab.utils import resolve_device
-from timing import random_batch, time_it
+from timing import detector_times, random_batch
 
 SIZES = {"paper": dict(feature_dim=400, num_classes=200, num_snippets=1000, hidden=256, eta=8),
          "anet": dict(feature_dim=64, num_classes=10, num_snippets=100, hidden=64, eta=4),
@@ -53,27 +53,12 @@ def main(argv=None) -> None:
         size = SIZES[name]
         torch.manual_seed(0)
         model = SegTAD(**size).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         batch = random_batch(size["feature_dim"], size["num_snippets"], size["num_classes"], args.batch_size,
                              device, generator)
-
-        def train_step():
-            terms = model.loss(model(batch["features"]), batch)
-            optimizer.zero_grad()
-            terms["total"].backward()
-            optimizer.step()
-
-        model.train()
-        train_s = time_it(train_step, device, args.repeats)
-        model.eval()
-        one = batch["features"][:1]
-        with torch.no_grad():
-            outputs = model(one)
-            forward_s = time_it(lambda: model(one), device, args.repeats)
-            proposals_s = time_it(lambda: model.detect(outputs, decoding="proposals"), device, args.repeats)
-            segmentation_s = time_it(lambda: model.detect(outputs, decoding="segmentation"), device, args.repeats)
-        print(f"{name:<8}{args.batch_size / train_s:>16.1f}{1e3 * forward_s:>18.2f}{1e3 * proposals_s:>21.2f}"
-              f"{1e3 * segmentation_s:>22.2f}")
+        s = detector_times(model, batch, device, args.repeats, proposals={"decoding": "proposals"},
+                           segmentation={"decoding": "segmentation"})
+        print(f"{name:<8}{args.batch_size / s['train']:>16.1f}{1e3 * s['forward']:>18.2f}"
+              f"{1e3 * s['proposals']:>21.2f}{1e3 * s['segmentation']:>22.2f}")
 
 
 if __name__ == "__main__":

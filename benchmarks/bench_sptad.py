@@ -17,7 +17,7 @@ import torch
 
 from tadlab.models.sptad import SPTAD, thumos_size_cost
 from tadlab.utils import resolve_device
-from timing import random_batch, time_it
+from timing import detector_times, random_batch
 
 SIZES = {"thumos": (dict(feature_dim=2048, num_classes=20, num_snippets=256),
                     dict(hidden=256, num_proposals=50, num_stages=4, dynamic_dim=64, soi_points=16)),
@@ -53,27 +53,11 @@ def main(argv=None) -> None:
         data, options = SIZES[name]
         torch.manual_seed(0)
         model = SPTAD(data["feature_dim"], data["num_classes"], **options).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         batch = random_batch(data["feature_dim"], data["num_snippets"], data["num_classes"], args.batch_size, device,
                              generator, instances=(3, 10))
-
-        def train_step():
-            terms = model.loss(model(batch["features"]), batch)
-            optimizer.zero_grad()
-            terms["total"].backward()
-            optimizer.step()
-
-        model.train()
-        train_s = time_it(train_step, device, args.repeats)
-        model.eval()
-        one = batch["features"][:1]
-        with torch.no_grad():
-            outputs = model(one)
-            forward_s = time_it(lambda: model(one), device, args.repeats)
-            detect_s = time_it(lambda: model.detect(outputs), device, args.repeats)
-            nms_s = time_it(lambda: model.detect(outputs, nms={}), device, args.repeats)
-        print(f"{name:<11}{args.batch_size / train_s:>16.1f}{1e3 * (forward_s + detect_s):>16.2f}"
-              f"{1e3 * detect_s:>17.2f}{1e3 * nms_s:>14.2f}")
+        s = detector_times(model, batch, device, args.repeats, detect={}, nms={"nms": {}})
+        print(f"{name:<11}{args.batch_size / s['train']:>16.1f}{1e3 * (s['forward'] + s['detect']):>16.2f}"
+              f"{1e3 * s['detect']:>17.2f}{1e3 * s['nms']:>14.2f}")
 
 
 if __name__ == "__main__":

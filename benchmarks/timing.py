@@ -41,3 +41,30 @@ def time_it(fn, device, repeats: int) -> float:
         synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def train_step(model: torch.nn.Module, batch: dict, lr: float = 1e-4):
+    """A function doing one AdamW step of ``model.loss`` on ``batch`` (every detector's training contract)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+
+    def step():
+        terms = model.loss(model(batch["features"]), batch)
+        optimizer.zero_grad()
+        terms["total"].backward()
+        optimizer.step()
+    return step
+
+
+def detector_times(model: torch.nn.Module, batch: dict, device, repeats: int, **detect_options: dict) -> dict:
+    """Median seconds of a detector's phases: ``"train"`` (one step on the whole batch), ``"forward"`` (the first
+    video alone, no grad) and, per keyword, ``model.detect(outputs, **options)`` on that video's outputs."""
+    model.train()
+    times = {"train": time_it(train_step(model, batch), device, repeats)}
+    model.eval()
+    one = batch["features"][:1]
+    with torch.no_grad():
+        outputs = model(one)
+        times["forward"] = time_it(lambda: model(one), device, repeats)
+        for name, options in detect_options.items():
+            times[name] = time_it(lambda: model.detect(outputs, **options), device, repeats)
+    return times

@@ -11,8 +11,8 @@ metrics per thing it measured, so one training can give several rows (the same m
 
     runs = run_seeds(recipe, seeds=[0, 1, 2])          # {"GSMT": SeedRuns}
     print(results_table(runs.values()))                 # mean ± sample std (ddof = 1) and per-seed values
-    save_runs("../results/04_headline.json", runs.values(), notebook="04", profile="full")
-    runs = load_runs("../results/04_headline.json")    # the stored rows, to print in the notebook
+    save_runs(RESULTS_DIR / "04_headline.json", runs.values(), notebook="04", profile="full")
+    runs = load_runs(RESULTS_DIR / "04_headline.json")  # the stored rows, to print in the notebook
 
 :func:`baseline_rows` trains the three baselines every detector is compared with (naive per-snippet, temporal
 context, class-map grouping) in one call, so a notebook's headline comparison stays a few lines.
@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 
 SUBSETS = ("training", "validation", "testing")
+# The checkout's results/: the full-profile rows the notebooks store and load. Found through this module rather
+# than the working directory, so a copy of a notebook run elsewhere (a student's copy) loads the same rows.
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 PROFILES = ("smoke", "ci", "full")
 # Videos per world at each profile, shared by every notebook so that stored rows (results/) compare like with like:
 # 60 % training, 20 % validation, 20 % testing (the presets' split).

@@ -3,6 +3,8 @@
 Their outputs themselves are checked by `pytest --nbval notebooks` (strict), which `make test` runs after this.
 """
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -71,3 +73,29 @@ def test_segtad_notebook_runs_with_papermill_parameters_and_writes_its_testing_m
     assert metrics["subset"] == "testing" and metrics["seeds"] == [17] and metrics["profile"] == "smoke"
     assert 0 <= metrics["average_mAP"] <= 1 and len(metrics["mAP"]) == len(metrics["tiou_thresholds"]) == 10
     assert {"SegTAD", "naive", "context", "class map grouping"} <= set(metrics["rows_average_mAP"])
+
+
+def test_rrm_notebook_runs_with_papermill_parameters_and_writes_its_metrics(tmp_path):
+    # The issue's command (-p seed 17 -p iterations 3 -p results_path r.json), at the "smoke" size to keep CI fast.
+    results = tmp_path / "rrm.json"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "06_rrm_refinement.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={"seed": 17, "iterations": 3, "profile": "smoke",
+                                           "results_path": str(results)},
+                               cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+    metrics = json.loads(results.read_text())
+    assert metrics["subset"] == "testing" and metrics["seed"] == 17 and metrics["iterations"] == 3
+    assert 0 <= metrics["AR@100"] <= 1 and 0 <= metrics["average_mAP"] <= 1
+    assert metrics["gflops"] > metrics["bmn"]["gflops"] > 0  # three RRM iterations cost more than BMN alone
+    assert {"test x0", "test x1", "test x3", "test x15"} <= set(metrics["sweep"])
+
+
+def test_rrm_candidates_script_writes_its_rows(tmp_path):
+    # scripts/rrm_candidates.py (notebook 06, section 7) at the "smoke" size: one seed, one epoch
+    out = tmp_path / "candidates.json"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "rrm_candidates.py"), "--profile", "smoke", "--seeds", "1",
+                    "--output", str(out)], check=True, capture_output=True, cwd=ROOT)
+    stored = json.loads(out.read_text())
+    assert stored["profile"] == "smoke" and stored["subset"] == "testing"
+    names = [row["name"] for row in stored["runs"]]
+    assert names == ["BMN", "BMN, every cell a candidate", "oracle map", "oracle map, every cell a candidate"]
+    assert all(0 <= row["metrics"][0]["AR@100"] <= 1 and row["seeds"] == [1] for row in stored["runs"])
