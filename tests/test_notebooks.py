@@ -77,6 +77,17 @@ def test_sptad_notebook_runs_with_papermill_parameters_and_writes_its_metrics(tm
     assert len(metrics["mAP"]) == len(metrics["tiou_thresholds"]) == 5
 
 
+def test_segtad_notebook_runs_with_papermill_parameters_and_writes_its_testing_metrics(tmp_path):
+    results = tmp_path / "segtad.json"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "07_segmentation_segtad.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={"seed": 17, "profile": "smoke", "results_path": str(results)},
+                               cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+    metrics = json.loads(results.read_text())
+    assert metrics["subset"] == "testing" and metrics["seeds"] == [17] and metrics["profile"] == "smoke"
+    assert 0 <= metrics["average_mAP"] <= 1 and len(metrics["mAP"]) == len(metrics["tiou_thresholds"]) == 10
+    assert {"SegTAD", "naive", "context", "class map grouping"} <= set(metrics["rows_average_mAP"])
+
+
 def test_rrm_notebook_runs_with_papermill_parameters_and_writes_its_metrics(tmp_path):
     # The command (-p seed 17 -p iterations 3 -p results_path r.json), at the "smoke" size to keep CI fast.
     results = tmp_path / "rrm.json"

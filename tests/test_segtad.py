@@ -12,9 +12,9 @@ from tadlab.models.segtad import (
     SSN1D,
     SegTADConfig,
     decode_proposals,
-    decode_segmentation,
     scaled_dilations,
     segment_class_scores,
+    video_class_scores,
 )
 from tadlab.models.segtad_pdn import (
     deduplicate,
@@ -71,6 +71,18 @@ def test_length_not_a_multiple_of_8_is_padded_by_repeating_the_last_snippet_and_
     assert torch.equal(a["snippet_graph"], b["snippet_graph"])
 
 
+def test_center_features_removes_each_videos_per_channel_offset():
+    ssn = SSN1D(SegTADConfig(C, K, T, hidden=H, graph_k=2, center_features=True)).eval()
+    features = torch.randn(2, C, T)
+    shifted = features + torch.randn(2, C, 1)  # a constant offset per video and channel
+    with torch.no_grad():
+        a, b = ssn(features), ssn(shifted)
+    assert torch.allclose(a["logits"], b["logits"], atol=1e-5)
+    plain = SSN1D(SegTADConfig(C, K, T, hidden=H, graph_k=2)).eval()
+    with torch.no_grad():
+        assert not torch.allclose(plain(features)["logits"], plain(shifted)["logits"], atol=1e-3)
+
+
 def test_too_short_or_mismatched_lengths_are_rejected_with_a_clear_message():
     with pytest.raises(ValueError, match=r"num_snippets=20 encodes to ceil\(T/8\) = 3 .* graph_k=4"):
         SegTAD(C, K, 20, hidden=H, graph_k=4)
@@ -88,6 +100,7 @@ def test_dilations_scale_with_the_encoded_length():
     assert scaled_dilations(125) == (1, 10, 20, 30)  # the paper's, at T = 1000
     assert scaled_dilations(13) == scaled_dilations(16) == (1, 2, 3, 4)  # T = 100 and 128: kept distinct
     assert scaled_dilations(50) == (1, 4, 8, 12)
+    assert scaled_dilations(32) == (1, 3, 5, 8)  # T = 256 (the "thumos" world)
     assert SegTADConfig(C, K, 100).dilations == (1, 2, 3, 4)
     assert SegTADConfig(C, K, 100, dilations=(1, 3)).dilations == (1, 3)
     model = small_model(dilations=(1, 5))
@@ -366,10 +379,11 @@ def test_bad_arguments_are_named():
         SegTAD(C, K, 16, hidden=H, graph=False, eta=8, pdn_k=4)
     with pytest.raises(ValueError, match="decoding"):
         small_model().detect({}, decoding="dense")
+    probs = {"probs": torch.rand(1, K + 1, T).softmax(dim=1)}
     with pytest.raises(ValueError, match="top_k"):
-        decode_segmentation(torch.rand(1, K + 1, T), top_k=0)
+        small_model().detect(probs, decoding="segmentation", top_k=0)
     with pytest.raises(ValueError, match="thresholds"):
-        decode_segmentation(torch.rand(1, K + 1, T), thresholds=(0.0, 0.5))
+        small_model().detect(probs, decoding="segmentation", thresholds=(0.0, 0.5))
 
 
 # ----------------------------------------------------------------------------------------------------- decoding
@@ -399,16 +413,49 @@ def test_decode_proposals_scores_and_classes_by_hand():
     assert len(two["scores"]) == 6 and torch.all(two["scores"][:-1] >= two["scores"][1:])
     [one] = decode_proposals(proposals, scores, probs, top_k=1, nms=KEEP_ALL)
     assert one["segments"].tolist() == [[0.0, 2.0]]
+    # classes="video": the video's mean action probabilities (0.4, 0.375), renormalised -> (0.516, 0.484): class 0
+    # for every proposal, scores 0.9, 0.5, 0.2 times 0.4 / 0.775
+    video = video_class_scores(probs)
+    assert torch.allclose(video, torch.tensor([[0.4, 0.375]]) / 0.775)
+    [by_video] = decode_proposals(proposals, scores, probs, classes="video", nms=KEEP_ALL)
+    assert by_video["labels"].tolist() == [0, 0, 0]
+    assert torch.allclose(by_video["scores"], torch.tensor([0.9, 0.5, 0.2]) * 0.4 / 0.775)
+    [two_video] = decode_proposals(proposals, scores, probs, classes="video", top_classes=2, nms=KEEP_ALL)
+    assert two_video["labels"].tolist() == [0, 1, 0, 1, 0, 1]
+    with pytest.raises(ValueError, match="classes"):
+        decode_proposals(proposals, scores, probs, classes="segment")
 
 
-def test_decode_segmentation_groups_runs_by_hand():
+def test_segmentation_decoding_is_class_map_grouping_worked_by_hand():
     probs = torch.zeros(1, 2, 8)
     probs[0, 0] = torch.tensor([0.1, 0.6, 0.9, 0.7, 0.2, 0.8, 0.1, 0.1])
     probs[0, 1] = 1 - probs[0, 0]
-    [det] = decode_segmentation(probs, thresholds=(0.5, 0.85), nms=KEEP_ALL)
+    [det] = small_model().detect({"probs": probs}, decoding="segmentation", thresholds=(0.5, 0.85), nms=KEEP_ALL)
     found = {(tuple(s.tolist()), round(float(c), 4)) for s, c in zip(det["segments"], det["scores"])}
-    assert found == {((1.0, 4.0), round((0.6 + 0.9 + 0.7) / 3, 4)), ((5.0, 6.0), 0.8), ((2.0, 3.0), 0.9)}
+    # runs at 0.5: [1, 4) and [5, 6); at 0.85: [2, 3). Score: mean inside minus the mean of the one-snippet flanks
+    # (a quarter of the length, at least 1): [1, 4) 2.2/3 - (0.1 + 0.2)/2, [5, 6) 0.8 - (0.2 + 0.1)/2,
+    # [2, 3) 0.9 - (0.6 + 0.7)/2
+    assert found == {((1.0, 4.0), round(2.2 / 3 - 0.15, 4)), ((5.0, 6.0), 0.65), ((2.0, 3.0), 0.25)}
     assert det["labels"].tolist() == [0, 0, 0]
+
+
+def test_segmentation_decoding_is_the_shared_class_map_grouping():
+    from tadlab.grouping import DEFAULT_THRESHOLDS, group_class_map
+
+    model = small_model().eval()
+    with torch.no_grad():
+        outputs = model(BATCH["features"])
+    for options in ({}, {"thresholds": (0.3, 0.6), "top_k": 5, "nms": KEEP_ALL}):
+        ours = model.detect(outputs, decoding="segmentation", **options)
+        shared = group_class_map(outputs["probs"], options.get("thresholds", DEFAULT_THRESHOLDS),
+                                 top_k=options.get("top_k", 100), nms=options.get("nms"))
+        for a, b in zip(ours, shared):
+            assert all(torch.equal(a[key], b[key]) for key in ("segments", "scores", "labels"))
+    model.stage = "ssn"  # no trained PDN: segmentation decoding by default
+    with torch.no_grad():
+        default = model.detect(model(BATCH["features"]))
+    assert all(torch.equal(a["scores"], b["scores"]) for a, b in zip(default, model.detect(outputs,
+                                                                                          decoding="segmentation")))
 
 
 @pytest.mark.parametrize("decoding", ["proposals", "segmentation"])

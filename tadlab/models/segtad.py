@@ -21,9 +21,10 @@ as in the paper. Inference (Sec. 3.4): s1 x s2, Soft-NMS, the top 100; each kept
 with the highest mean segmentation probability over its snippets, and its score is multiplied by that probability.
 
 Choices the paper leaves open, and deviations (the notebook repeats them):
-- Sizes. The paper runs T = 1000 snippets (ActivityNet); our worlds have T = 100-128, so the encoded length is
-  13-16, not 125. Dilations scale with it: d_b = max(round(d_b^paper T'/125), d_{b-1} + 1), d^paper = (1, 10, 20,
-  30), T' = ceil(T/8) (:func:`scaled_dilations`), giving (1, 10, 20, 30) at T' = 125 and (1, 2, 3, 4) at 13-16.
+- Sizes. The paper runs T = 1000 snippets (ActivityNet); our worlds have T = 100 ("anet") and 256 ("thumos"), so
+  the encoded length is 13 and 32, not 125. Dilations scale with it: d_b = max(round(d_b^paper T'/125), d_{b-1} +
+  1), d^paper = (1, 10, 20, 30), T' = ceil(T/8) (:func:`scaled_dilations`), giving (1, 10, 20, 30) at T' = 125,
+  (1, 2, 3, 4) at 13 and (1, 3, 5, 8) at 32.
 - T not a multiple of 8: padded on the right by repeating the last snippet (at most 7), and every output cropped
   back to T. The paper's T = 1000 needs no padding.
 - The snippet graph's K (``graph_k`` = 4) is not given for the 1D-SSN; 4 is the PDN's K. The graph and the edge
@@ -36,12 +37,20 @@ Choices the paper leaves open, and deviations (the notebook repeats them):
 - Eq. 5 prints the end term with "=" instead of "+": L_aux is the sum of the start and the end binary
   cross-entropies, each a mean over snippets (labels: the first and the last snippet of each instance).
 - L_r (the L2 norm of the weights, lambda_3 = 1) is left to the optimiser's weight decay (``fit(weight_decay=)``).
-- The paper multiplies by an external video classifier's top-1 (or top-2) class scores; there is none here, so the
-  class comes from the segmentation output over the proposal (``top_classes`` = 2 keeps the two best).
+- The paper multiplies by an external video classifier's top-1 (or top-2) class scores; there is none here. By
+  default (``classes="proposal"``) the class comes from the segmentation output over the proposal; with
+  ``classes="video"`` the 1D-SSN itself stands in for the video classifier: its action probabilities averaged over
+  the whole video (renormalised over the K actions) give every proposal of the video the same class scores.
+  ``top_classes`` = 2 keeps the two best (the paper's "top-2 cls.").
+- ``center_features=True`` (off by default; not in the paper) subtracts each video's per-channel mean over time
+  before the encoder, as GSMT and the temporal-context baseline may: the synthetic world gives every video its own
+  constant offset per channel, which the strided encoder otherwise has to learn to ignore.
 - Training is joint, as in the paper (``stage="joint"``, Sec. 3.4). ``stage="ssn"`` trains the 1D-SSN alone
   (L_seg + L_aux) and ``stage="pdn"`` the PDN alone on a frozen 1D-SSN (L_det only, BatchNorm in eval mode).
 - ``detect(decoding="segmentation")`` decodes the segmentation output alone, without the PDN (the ablation "1D-SSN
-  alone vs 1D-SSN + PDN"): see :func:`decode_segmentation`.
+  alone vs 1D-SSN + PDN"), by class-map grouping (:func:`tadlab.grouping.group_class_map`), the decoder the
+  class-map grouping baseline and GSMT's class map use: the same decoder on every class map, so a comparison of
+  their rows compares the class maps.
 - The PDN returns no boundary refinement (Sec. 3.1 mentions one; Sec. 3.3 defines none).
 """
 from __future__ import annotations
@@ -53,6 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tadlab.grouping import DEFAULT_THRESHOLDS, group_class_map
 from tadlab.models.graph import EdgeConv, knn_graph
 from tadlab.models.segtad_pdn import ProposalDetectionNetwork, deduplicate, sample_neighbourhoods
 from tadlab.utils import check_choice
@@ -62,7 +72,6 @@ PAPER_ENCODED_LENGTH = 125
 ENCODER_LAYERS = 3  # L = 3: the encoder divides T by 2^L = 8
 STRIDE = 2 ** ENCODER_LAYERS
 STAGES = ("joint", "ssn", "pdn")
-DEFAULT_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))  # segmentation decoding: 0.1, ..., 0.9
 
 
 @dataclass
@@ -87,6 +96,7 @@ class SegTADConfig:
     pdn_layers: int = 3                 # edge-convolution layers in the PDN
     seeds: int = 50                     # M0 seed proposals per video in training
     iou_threshold: float = 0.5          # tau: a proposal is positive when its best tIoU exceeds it
+    center_features: bool = False       # subtract each video's per-channel mean over time first (not in the paper)
     seg_weight: float = 1.0             # the weight of L_seg (0: Table 3's "without segmentation loss")
     det_weight: float = 1.0             # lambda_1
     aux_weight: float = 1.0             # lambda_2
@@ -132,7 +142,7 @@ def scaled_dilations(encoded_length: int, paper=PAPER_DILATIONS, paper_length: i
     """The paper's dilations, scaled from its encoded length (1000 / 8 = 125) to ``encoded_length``.
 
     d_b = max(round(d_b^paper * T' / 125), d_{b-1} + 1): the same fractions of the sequence, kept distinct and at
-    least 1. 125 -> (1, 10, 20, 30); 13 (T = 100) and 16 (T = 128) -> (1, 2, 3, 4); 50 -> (1, 4, 8, 12).
+    least 1. 125 -> (1, 10, 20, 30); 13 (T = 100) and 16 (T = 128) -> (1, 2, 3, 4); 32 (T = 256) -> (1, 3, 5, 8).
     """
     dilations = []
     for d in paper:
@@ -178,6 +188,7 @@ class SSN1D(nn.Module):
     def __init__(self, config: SegTADConfig):
         super().__init__()
         channels, hidden = config.feature_dim, config.hidden
+        self.center_features = bool(config.center_features)
         self.encoder = nn.ModuleList(
             nn.Conv1d(channels if i == 0 else hidden, hidden, kernel_size=3, stride=2, padding=1)
             for i in range(ENCODER_LAYERS))
@@ -194,6 +205,8 @@ class SSN1D(nn.Module):
 
     def forward(self, features: torch.Tensor) -> dict:
         length = features.shape[2]
+        if self.center_features:  # the video's per-channel offset removed (a video-level context)
+            features = features - features.mean(dim=2, keepdim=True)
         padded_length = math.ceil(length / STRIDE) * STRIDE
         x = F.pad(features, (0, padded_length - length), mode="replicate") if padded_length > length else features
         for i, conv in enumerate(self.encoder):  # (B, C', T/2), (B, C', T/4), (B, C', T/8)
@@ -336,21 +349,24 @@ class SegTAD(nn.Module):
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def detect(self, outputs: dict, *, decoding: str | None = None, top_k: int = 100, top_classes: int = 1,
-               thresholds=DEFAULT_THRESHOLDS, nms: dict | None = None) -> list[dict]:
-        """Detections per video: ``decoding="proposals"`` (the paper, :func:`decode_proposals`) or
-        ``"segmentation"`` (the 1D-SSN alone, :func:`decode_segmentation`, which uses ``thresholds``);
-        None picks "segmentation" when ``stage="ssn"`` (no trained PDN), else "proposals"."""
+               classes: str = "proposal", thresholds=DEFAULT_THRESHOLDS, nms: dict | None = None) -> list[dict]:
+        """Detections per video: ``decoding="proposals"`` (the paper, :func:`decode_proposals`, with ``top_classes``
+        and ``classes``) or
+        ``"segmentation"`` (the 1D-SSN alone: class-map grouping of ``probs``, :func:`tadlab.grouping.group_class_map`
+        at ``thresholds``); None picks "segmentation" when ``stage="ssn"`` (no trained PDN), else "proposals"."""
         if decoding is None:
             decoding = "segmentation" if self.stage == "ssn" else "proposals"
         check_choice("decoding", decoding, {"proposals", "segmentation"})
         probs = outputs["probs"].float()  # float32 whatever autocast made: segment ends up to T stay exact
         if decoding == "segmentation":
-            return decode_segmentation(probs, thresholds=thresholds, top_k=top_k, nms=nms)
+            _check_positive("top_k", top_k)
+            return group_class_map(probs, thresholds, top_k=top_k, nms=nms)
         if "iou_scores" not in outputs:
             raise ValueError("outputs have no PDN scores: decoding='proposals' needs the outputs of an eval-mode "
                              "forward (model.eval()) with stage 'joint' or 'pdn'")
         scores = outputs["iou_scores"].float() * outputs["action_scores"].float()  # s1 x s2 (Sec. 3.4)
-        return decode_proposals(outputs["proposals"], scores, probs, top_k=top_k, top_classes=top_classes, nms=nms)
+        return decode_proposals(outputs["proposals"], scores, probs, top_k=top_k, top_classes=top_classes,
+                                classes=classes, nms=nms)
 
 
 # ---------------------------------------------------------------------------------------------------- decoding
@@ -377,19 +393,30 @@ def segment_class_scores(probs: torch.Tensor, segments: torch.Tensor) -> torch.T
     return ((gather(last) - gather(first)) / (last - first)[:, None, :].to(probs.dtype)).transpose(1, 2)
 
 
+def video_class_scores(probs: torch.Tensor) -> torch.Tensor:
+    """The 1D-SSN as a video classifier: probs (B, K+1, T) -> (B, K), each action's probability averaged over the
+    video's snippets, renormalised over the K actions (rows sum to 1)."""
+    action = probs[:, :-1].mean(dim=2)  # (B, K)
+    return action / action.sum(dim=1, keepdim=True).clamp_min(torch.finfo(action.dtype).tiny)
+
+
 def decode_proposals(proposals: torch.Tensor, scores: torch.Tensor, probs: torch.Tensor, *, top_k: int = 100,
-                     top_classes: int = 1, nms: dict | None = None) -> list[dict]:
+                     top_classes: int = 1, classes: str = "proposal", nms: dict | None = None) -> list[dict]:
     """SegTAD inference (Sec. 3.4): proposals (P, 2), scores s1 x s2 (B, P), segmentation probs (B, K+1, T) ->
     one dict per video of ``segments`` (M, 2), ``scores`` (M,), ``labels`` (M,) int64, best first.
 
     Class-agnostic Soft-NMS (:func:`tadlab.segments.soft_nms`, ``nms`` its keyword arguments; default Gaussian,
-    sigma 0.5) keeps the ``top_k`` best proposals; each takes its ``top_classes`` best action classes by mean
-    segmentation probability over its snippets, and the score becomes the Soft-NMS score times that probability.
+    sigma 0.5) keeps the ``top_k`` best proposals; each takes its ``top_classes`` best action classes, and the
+    score becomes the Soft-NMS score times that class's probability. ``classes="proposal"``: by mean segmentation
+    probability over the proposal's snippets (:func:`segment_class_scores`); ``"video"``: by the video's class
+    scores (:func:`video_class_scores`), the same for every proposal of a video, as the paper's external video
+    classifier gives.
     """
     from tadlab.segments import soft_nms
 
     _check_positive("top_k", top_k)
     _check_positive("top_classes", top_classes)
+    check_choice("classes", classes, {"proposal", "video"})
     if scores.dim() != 2 or scores.shape[1] != proposals.shape[0] or probs.shape[0] != scores.shape[0]:
         raise ValueError(f"scores must be (B, P) with P = {proposals.shape[0]} proposals and B = {probs.shape[0]} "
                          f"like probs, got {tuple(scores.shape)}")
@@ -399,54 +426,13 @@ def decode_proposals(proposals: torch.Tensor, scores: torch.Tensor, probs: torch
     detections = []
     for b in range(scores.shape[0]):  # Soft-NMS is greedy per video
         segments, kept, _ = soft_nms(proposals.to(scores.dtype), scores[b], top_k=top_k, **nms)
-        class_prob = segment_class_scores(probs[b:b + 1], segments[None])[0, :, :num_classes]  # (M, K)
+        if classes == "proposal":
+            class_prob = segment_class_scores(probs[b:b + 1], segments[None])[0, :, :num_classes]  # (M, K)
+        else:
+            class_prob = video_class_scores(probs[b:b + 1]).expand(len(segments), -1)  # (M, K)
         best_prob, best_class = class_prob.topk(top_classes, dim=1)  # (M, top_classes)
         final = (kept[:, None] * best_prob.to(kept.dtype)).flatten()
         order = final.argsort(descending=True)
         detections.append({"segments": segments.repeat_interleave(top_classes, dim=0)[order], "scores": final[order],
                            "labels": best_class.flatten()[order].to(torch.int64)})
-    return detections
-
-
-def decode_segmentation(probs: torch.Tensor, *, thresholds=DEFAULT_THRESHOLDS, top_k: int = 100,
-                        nms: dict | None = None) -> list[dict]:
-    """The 1D-SSN alone: group the per-snippet class map into segments (no PDN).
-
-    probs (B, K+1, T) -> one dict per video of ``segments`` (M, 2), ``scores`` (M,), ``labels`` (M,) int64, best
-    first. For every action class c and threshold theta in ``thresholds``, every run of consecutive snippets with
-    p_t[c] >= theta is a candidate [first, last + 1) scored by the mean of p_t[c] over the run; identical candidates
-    keep one, then class-aware Soft-NMS (``nms``; default Gaussian, sigma 0.5) keeps the ``top_k`` best.
-    """
-    from tadlab.segments import batched_soft_nms
-
-    _check_positive("top_k", top_k)
-    if not isinstance(probs, torch.Tensor) or probs.dim() != 3 or probs.shape[1] < 2:
-        raise ValueError(f"probs must be a tensor (B, K+1, T) with K >= 1, got "
-                         f"{tuple(probs.shape) if isinstance(probs, torch.Tensor) else type(probs).__name__}")
-    thresholds = torch.as_tensor(thresholds, dtype=probs.dtype, device=probs.device).reshape(-1)
-    if thresholds.numel() == 0 or bool(((thresholds <= 0) | (thresholds >= 1)).any()):
-        raise ValueError(f"thresholds must be a non-empty list of values in (0, 1), got {thresholds.tolist()}")
-    nms = {"method": "gaussian", "sigma": 0.5} if nms is None else dict(nms)
-    batch, num_classes, length = probs.shape[0], probs.shape[1] - 1, probs.shape[2]
-    curves = probs[:, :num_classes]  # (B, K, T)
-    active = curves[:, :, None, :] >= thresholds[:, None]  # (B, K, H, T)
-    padded = F.pad(active, (1, 1))
-    starts = (active & ~padded[..., :-2]).nonzero()  # a run starts where the previous snippet is inactive
-    ends = (active & ~padded[..., 2:]).nonzero()  # and ends where the next one is; both in the same order
-    video, label, first, last = starts[:, 0], starts[:, 1], starts[:, 3], ends[:, 3] + 1
-    cumulative = F.pad(curves.cumsum(dim=2), (1, 0))  # (B, K, T+1)
-    score = (cumulative[video, label, last] - cumulative[video, label, first]) / (last - first).to(probs.dtype)
-    span = length + 1
-    key = ((video * num_classes + label) * span + first) * span + last
-    unique, inverse = torch.unique(key, return_inverse=True)  # thresholds often find the same run: keep one
-    best = score.new_full(unique.shape, float("-inf")).scatter_reduce(0, inverse, score, reduce="amax")
-    last_u, rest = unique % span, unique // span
-    first_u, rest = rest % span, rest // span
-    label_u, video_u = rest % num_classes, rest // num_classes
-    segments = torch.stack([first_u, last_u], dim=1).to(probs.dtype)
-    detections = []
-    for b in range(batch):
-        own = (video_u == b).nonzero().squeeze(1)
-        seg, sc, lab, _ = batched_soft_nms(segments[own], best[own], label_u[own], top_k=top_k, **nms)
-        detections.append({"segments": seg, "scores": sc, "labels": lab.to(torch.int64)})
     return detections
