@@ -13,6 +13,8 @@ from tadlab.models.bmn import (BoundaryMatchingLayer, balanced_bce, boundary_can
                                sample_positions)
 from tadlab.models.video_classifier import combine_proposals_with_classes, video_class_targets
 
+from detector_checks import needs_cuda, to_device, train_steps
+
 C, T, D = 8, 12, 10
 TINY = dict(hidden_1d=8, hidden_bm=4, hidden_3d=8, hidden_2d=6, num_samples=4, samples_per_bin=2, groups=2)
 
@@ -360,20 +362,15 @@ def test_bad_arguments_are_named():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 @pytest.mark.parametrize("sampling", ["dense", "sparse"])
 def test_trains_and_detects_on_cuda(sampling):
     device = torch.device("cuda")
     model = small_model(sampling=sampling, refine=RRM(TINY["hidden_2d"], iterations=2, hidden_dim=4,
                                                       context_dim=3)).to(device)
     batch = one_video_batch([[2.0, 6.0], [7.0, 11.0]], [0, 1])
-    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(3):
-        terms = model.loss(model(batch["features"]), batch)
-        optimizer.zero_grad()
-        terms["total"].backward()
-        optimizer.step()
+    batch = to_device(batch, device)
+    terms = train_steps(model, batch, lr=1e-2)
     assert all(v.device.type == "cuda" for v in terms.values())
     model.eval()
     with torch.no_grad():

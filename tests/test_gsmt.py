@@ -11,6 +11,8 @@ from tadlab.models.blocks import TransformerEmbedding, make_embedding, sinusoida
 from tadlab.models.gsmt import GSMT, decode_global_masks, paper_size_cost
 from tadlab.models.gsmt_decode import PAPER_SOFT_NMS_SIGMA, _decode_activations, column_scores, soft_nms_options
 
+from detector_checks import needs_cuda, to_device, train_steps
+
 C, K, T = 12, 3, 16
 
 
@@ -502,18 +504,13 @@ def test_same_seed_same_training_step():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_trains_and_detects_on_cuda():
     device = torch.device("cuda")
     model = small_model().to(device)
     batch = one_video_batch([[2.0, 6.0], [9.0, 15.0]], [0, 2])
-    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(3):
-        terms = model.loss(model(batch["features"]), batch)
-        optimizer.zero_grad()
-        terms["total"].backward()
-        optimizer.step()
+    batch = to_device(batch, device)
+    terms = train_steps(model, batch, lr=1e-2)
     assert all(v.device.type == "cuda" for v in terms.values())
     model.eval()
     with torch.no_grad():

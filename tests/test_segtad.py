@@ -26,6 +26,8 @@ from tadlab.models.segtad_pdn import (
 )
 from tadlab.segments import segment_iou
 
+from detector_checks import needs_cuda, to_device, train_steps
+
 C, K, T, H = 8, 3, 44, 16  # T = 44 is not a multiple of 8: the 1D-SSN pads it to 48 (encoded length 6)
 
 
@@ -514,17 +516,12 @@ def test_same_seed_same_training_step():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_trains_and_detects_on_cuda():
     device = torch.device("cuda")
     model = small_model().to(device)
-    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in BATCH.items()}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(3):
-        terms = model.loss(model(batch["features"]), batch)
-        optimizer.zero_grad()
-        terms["total"].backward()
-        optimizer.step()
+    batch = to_device(BATCH, device)
+    terms = train_steps(model, batch, lr=1e-2)
     assert all(v.device.type == "cuda" for v in terms.values())
     model.eval()
     with torch.no_grad():

@@ -15,6 +15,8 @@ from tadlab.models.sptad import (SCALE_CLAMP, SparseInteraction, SPTADConfig, Te
 from tadlab.segments import segment_giou
 from tadlab.train import evaluate, fit
 
+from detector_checks import needs_cuda, to_device, train_steps
+
 C, K, T = 6, 3, 32
 SMALL = dict(hidden=16, heads=2, dynamic_dim=4, num_proposals=8, num_stages=2, soi_points=4)
 
@@ -358,18 +360,13 @@ def test_bad_arguments_are_named():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_trains_and_detects_on_cuda():
     device = torch.device("cuda")
     model = small_model(action_head=True, assignment="one_to_many").to(device)
     batch = batch_of([[[3.0, 9.0], [14.0, 26.0]], [[5.0, 20.0]]], [[0, 2], [1]])
-    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    for _ in range(3):
-        terms = model.loss(model(batch["features"]), batch)
-        optimizer.zero_grad()
-        terms["total"].backward()
-        optimizer.step()
+    batch = to_device(batch, device)
+    terms = train_steps(model, batch, lr=1e-3)
     assert all(v.device.type == "cuda" for v in terms.values())
     model.eval()
     with torch.no_grad():
