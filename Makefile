@@ -1,16 +1,24 @@
 # tadlab: two commands do everything on a fresh machine with Python 3.11 and pip.
 #   make notebooks    run the notebook sequence headless (PROFILE=ci by default; PROFILE=full redraws figures/)
 #   make test         unit and property tests, then every notebook under strict nbval
-# Both create .venv and install what they need. GPU users: see README (install your CUDA PyTorch first).
+#   make lab          JupyterLab on lab/, your own copies of the notebooks (STUDENT=1: lab-student/, no solutions)
+#   make student      student copies (solutions replaced by empty exercise cells) in out/student/
+# Each creates .venv and installs what it needs. GPU users: see README (install your CUDA PyTorch first).
 
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= ci
+JOBS ?= 2
 # The CPU set-up pins this torch; set TORCH_PIN= (empty) to keep a torch you installed into $(VENV) yourself.
 TORCH_PIN ?= torch==2.13.0
 BIN := $(VENV)/bin
+# make lab: the folder JupyterLab works in (git-ignored); extra options for jupyter-lab, e.g. LAB_ARGS=--no-browser
+LAB_DIR ?= $(if $(STUDENT),lab-student,lab)
+LAB_ARGS ?=
+# Jupyter refuses to run as root (a container, a CI machine) unless told to
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: notebooks test venv clean
+.PHONY: notebooks test venv lab student browser clean
 
 venv: $(VENV)/.installed
 
@@ -21,12 +29,34 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[notebooks,test]"
 	touch $@
 
+# JupyterLab (the "lab" extra), and Playwright for tests/test_lab_browser.py (the "browser" extra; CI installs it,
+# Chromium itself comes from the system: apt-get install chromium).
+$(VENV)/.lab: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[lab]"
+	touch $@
+
+$(VENV)/.browser: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[browser]"
+	touch $@
+
+browser: $(VENV)/.browser
+
 notebooks: venv
 	$(BIN)/python scripts/run_notebooks.py --profile $(PROFILE)
 
+# Two test files (or notebooks) at a time, one thread each: the 2-core machines these run on stay fully used.
 test: venv
-	$(BIN)/python -m pytest -p no:cacheprovider tests
-	$(BIN)/python -m pytest -p no:cacheprovider --nbval notebooks
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile --nbval notebooks
+
+student: venv
+	$(BIN)/python scripts/student_copies.py --output-dir out/student
+
+# Copies the notebooks missing from $(LAB_DIR) (never one that is there: delete a copy to get a fresh one), then
+# serves that folder on localhost with the project's venv, so edits and autosaves never touch notebooks/.
+lab: $(VENV)/.lab
+	$(BIN)/python scripts/student_copies.py --output-dir $(LAB_DIR) --keep-existing $(if $(STUDENT),,--with-solutions)
+	$(BIN)/jupyter-lab --ServerApp.ip=localhost --ServerApp.root_dir=$(LAB_DIR) $(ALLOW_ROOT) $(LAB_ARGS)
 
 clean:
 	rm -rf out

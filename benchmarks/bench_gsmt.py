@@ -10,50 +10,15 @@ world with the notebook's model (T = 100, C = 64, K = 10, hidden 64).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from tadlab.models.gsmt import GSMT, PAPER_COST
 from tadlab.utils import resolve_device
+from timing import random_batch, time_it
 
 SIZES = {"paper": dict(feature_dim=400, num_classes=200, num_snippets=100, hidden=512),
          "synthetic": dict(feature_dim=64, num_classes=10, num_snippets=100, hidden=64)}
-
-
-def random_batch(size: dict, batch_size: int, device: torch.device, generator: torch.Generator) -> dict:
-    """Random features and one to three random instances per video, collated as tadlab.data.collate_videos does."""
-    T, C, K = size["num_snippets"], size["feature_dim"], size["num_classes"]
-    segments = torch.zeros(batch_size, 3, 2)
-    labels = torch.full((batch_size, 3), -1, dtype=torch.int64)
-    for b in range(batch_size):
-        count = int(torch.randint(1, 4, (), generator=generator))
-        cuts = torch.randperm(T - 1, generator=generator)[: 2 * count].sort().values + 1  # disjoint, in (0, T)
-        segments[b, :count] = cuts.reshape(count, 2).float()
-        labels[b, :count] = torch.randint(0, K, (count,), generator=generator)
-    return {"video_ids": [f"v{b}" for b in range(batch_size)],
-            "features": torch.randn(batch_size, C, T, generator=generator).to(device),
-            "segments": segments.to(device), "labels": labels.to(device),
-            "durations": torch.full((batch_size,), 60.0, dtype=torch.float64)}
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_it(fn, device, repeats: int) -> float:
-    """Median seconds of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv=None) -> None:
@@ -79,7 +44,8 @@ def main(argv=None) -> None:
         torch.manual_seed(0)
         model = GSMT(**size).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        batch = random_batch(size, args.batch_size, device, generator)
+        batch = random_batch(size["feature_dim"], size["num_snippets"], size["num_classes"], args.batch_size,
+                             device, generator)
 
         def train_step():
             terms = model.loss(model(batch["features"]), batch)

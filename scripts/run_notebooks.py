@@ -2,6 +2,7 @@
 
     python scripts/run_notebooks.py                  # every notebook, profile "ci", copies in out/notebooks/
     python scripts/run_notebooks.py --profile full   # the figures' size; also rewrites figures/
+    python scripts/run_notebooks.py --profile smoke  # seconds each: only shows that every cell runs
     python scripts/run_notebooks.py --inplace 01     # re-execute notebooks/01_*.ipynb and store its outputs (for nbval)
 
 Notebooks run with their own folder as working directory, as JupyterLab and nbval do.
@@ -47,7 +48,7 @@ def strip_papermill_metadata(path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", help="name prefixes, e.g. 01 03 (default: all)")
-    parser.add_argument("--profile", choices=["ci", "full"], default="ci")
+    parser.add_argument("--profile", choices=["smoke", "ci", "full"], default="ci")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "out" / "notebooks")
     parser.add_argument("--inplace", action="store_true",
                         help="execute with the stored defaults and write outputs back into notebooks/")

@@ -1,4 +1,5 @@
-"""Losses of the global-mask family: boundary IoU (bIoU), soft IoU, dice, the GSMT mask and classification losses.
+"""Losses of the global-mask family: boundary IoU (bIoU), soft IoU, dice, the GSMT mask and classification losses;
+and the sigmoid focal loss that query-based detectors (SP-TAD) train their classifiers with.
 
 Mask losses take soft masks ``pred`` (probabilities in [0, 1]) and targets of the same shape ``(..., T)``: the time
 axis is ``dim`` (default the last), every other axis is a batch axis. For a global mask batch ``(B, T, T)`` whose
@@ -40,6 +41,7 @@ __all__ = [
     "focal_loss",
     "iou_loss",
     "mask_loss",
+    "sigmoid_focal_loss",
     "soft_iou",
 ]
 
@@ -51,8 +53,21 @@ def _check_kernel_size(kernel_size) -> int:
     return kernel_size
 
 
-def _check_masks(pred, target=None, valid=None, dim=-1):
-    """Check the mask arguments; return them with the time axis moved last and ``target`` in ``pred``'s dtype."""
+def _check_probabilities(masks: torch.Tensor, name: str) -> None:
+    """Values in [0, 1] (NaN fails too): a loss fed logits would otherwise return a wrong number without a word."""
+    if masks.numel() == 0:
+        return
+    low, high = torch.aminmax(masks.detach())
+    if not bool((low >= 0) & (high <= 1)):
+        raise ValueError(f"{name} must hold probabilities in [0, 1] (apply a sigmoid to logits first), got values "
+                         f"in [{float(low):.4g}, {float(high):.4g}]")
+
+
+def _check_masks(pred, target=None, valid=None, dim=-1, probabilities=False):
+    """Check the mask arguments; return them with the time axis moved last and ``target`` in ``pred``'s dtype.
+
+    ``probabilities``: the losses' inputs must lie in [0, 1] (morphology alone takes any real mask).
+    """
     if not isinstance(pred, torch.Tensor):
         raise TypeError(f"pred must be a torch.Tensor, got {type(pred).__name__}")
     if not pred.is_floating_point():
@@ -70,6 +85,10 @@ def _check_masks(pred, target=None, valid=None, dim=-1):
             raise ValueError(f"target must have pred's shape {tuple(pred.movedim(-1, dim).shape)}, "
                              f"got {tuple(target.movedim(-1, dim).shape)}")
         target = target.to(pred.dtype)
+    if probabilities:
+        _check_probabilities(pred, "pred")
+        if target is not None:
+            _check_probabilities(target, "target")
     if valid is not None:
         if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool:
             raise TypeError(f"valid must be a bool tensor, got {getattr(valid, 'dtype', type(valid).__name__)}")
@@ -234,7 +253,7 @@ def _soft_iou(a: torch.Tensor, b: torch.Tensor, eps: float) -> tuple[torch.Tenso
 def iou_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, dim: int = -1,
              reduction: str = "mean", eps: float = GSMT_EPS) -> torch.Tensor:
     """Soft IoU loss ``1 - |P n G| / |P u G|`` of whole masks ``(..., T)``; the L_IOU of TAGS supp. Table 2."""
-    pred, target, valid = _check_masks(pred, target, valid, dim)
+    pred, target, valid = _check_masks(pred, target, valid, dim, probabilities=True)
     return _reduce(1 - soft_iou(pred, target, valid, eps)[0], valid, reduction)
 
 
@@ -273,7 +292,7 @@ def biou_loss(pred: torch.Tensor, target: torch.Tensor, kernel_size: int = 7, va
     use the printed e^-8 (:data:`GSMT_EPS`): it bounds lambda by 2981, where 1e-8 would allow 1e8 (the trained
     columns above reach lambda = 3.9e4 and lambda * L2 = 34.8 on average on the disjoint ones with 1e-8).
     """
-    pred, target, valid = _check_masks(pred, target, valid, dim)
+    pred, target, valid = _check_masks(pred, target, valid, dim, probabilities=True)
     return _reduce(_region_loss(pred, target, valid, kernel_size, backend, use_biou, l2_penalty, 0.0, eps),
                    valid, reduction)
 
@@ -444,7 +463,7 @@ def dice_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | No
     GSMT Eq. 6 prints the dice term without the factor 2, which would score a perfect mask 0.5; this is the V-Net
     form it cites (Milletari et al. 2016). Two empty masks score 0.
     """
-    pred, target, valid = _check_masks(pred, target, valid, dim)
+    pred, target, valid = _check_masks(pred, target, valid, dim, probabilities=True)
     return _reduce(_dice(_masked(pred, valid), _masked(target, valid), eps), valid, reduction)
 
 
@@ -476,7 +495,7 @@ def mask_loss(pred: torch.Tensor, target: torch.Tensor, variant: str = "biou", k
     if variant == "bce" and l2_penalty:
         raise ValueError("l2_penalty=True needs variant 'biou' or 'iou'; 'bce' has no lambda * L2 penalty")
     check_choice("variant", variant, MASK_VARIANTS)
-    pred, target, valid = _check_masks(pred, target, valid, dim)
+    pred, target, valid = _check_masks(pred, target, valid, dim, probabilities=True)
     if variant == "bce":
         # clamping one machine epsilon inside (0, 1) keeps saturated predictions finite in value and gradient
         tiny = torch.finfo(pred.dtype).eps
@@ -507,6 +526,10 @@ def _check_classification(logits, labels, name="logits"):
     if tuple(labels.shape) != expected:
         raise ValueError(f"labels must have shape {expected} for {name} {tuple(logits.shape)}, "
                          f"got {tuple(labels.shape)}")
+    bad = (labels < -1) | (labels >= logits.shape[1])
+    if bad.any():
+        raise ValueError(f"labels must be 0..{logits.shape[1] - 1} for {name} of K+1 = {logits.shape[1]} classes "
+                         f"(K = background) or -1 for padding, got {int(labels[bad][0])}")
 
 
 def _reduce_labels(per_item: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -531,6 +554,37 @@ def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0, r
     _check_classification(logits, labels)
     per_class = kornia.losses.focal_loss(logits, labels, alpha=None, gamma=gamma, reduction="none", ignore_index=-1)
     return _reduce_labels(per_class.sum(1), labels, reduction)  # only the target slice is non-zero
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float | None = 0.25, gamma: float = 2.0,
+                       reduction: str = "mean") -> torch.Tensor:
+    """Sigmoid focal loss (Lin et al. 2017): one independent binary decision per class, as SP-TAD, Sparse R-CNN and
+    Deformable DETR train their classifiers (no background class: "no action" is an all-zero target row).
+
+        FL = -alpha t (1 - p)^gamma log p - (1 - alpha)(1 - t) p^gamma log(1 - p),   p = sigmoid(logit)
+
+    logits and targets (in [0, 1]) of the same shape, e.g. ``(B, N, K)``; ``alpha=None`` drops the weighting.
+    Returns the elementwise loss (``"none"``), its sum or its mean over all entries. DETR-style set losses sum and
+    divide by the number of positives themselves. Computed by ``kornia.losses.binary_focal_loss_with_logits``.
+    """
+    check_choice("reduction", reduction, REDUCTIONS)
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor, got "
+                        f"{getattr(logits, 'dtype', type(logits).__name__)}")
+    if not isinstance(targets, torch.Tensor) or targets.shape != logits.shape:
+        raise ValueError(f"targets must be a tensor of the logits' shape {tuple(logits.shape)}, got "
+                         f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__}")
+    if alpha is not None and not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be None or in [0, 1], got {alpha!r}")
+    if not gamma >= 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma!r}")
+    # kornia wants (B, C, *): one row holds every entry, whatever the input's shape.
+    per_entry = kornia.losses.binary_focal_loss_with_logits(
+        logits.reshape(1, -1), targets.to(logits.dtype).reshape(1, -1), alpha=alpha, gamma=gamma, reduction="none",
+        ignore_index=None).reshape(logits.shape)
+    if reduction == "none":
+        return per_entry
+    return per_entry.sum() if reduction == "sum" else per_entry.mean()
 
 
 def class_balanced_logistic_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 10.0,

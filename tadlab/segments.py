@@ -158,6 +158,10 @@ def _soft_nms_loop(segments, scores, groups, method, sigma, iou_threshold, min_s
     limit = n if top_k is None else min(top_k, n)
     picked, picked_scores = [], []
     neg_inf = torch.tensor(float("-inf"), dtype=work.dtype, device=work.device)
+    # The inputs were checked once by the caller; the loop computes tIoU inline (as segment_iou does) because it runs
+    # top_k times and per-call checks would dominate its time.
+    start, end = segments[:, 0], segments[:, 1]
+    length = end - start
     while len(picked) < limit:
         # argmax returns the first maximum, so ties go to the lowest index (as a stable sort would).
         best = int(torch.argmax(torch.where(alive, work, neg_inf)))
@@ -166,7 +170,8 @@ def _soft_nms_loop(segments, scores, groups, method, sigma, iou_threshold, min_s
         picked.append(best)
         picked_scores.append(work[best])
         alive[best] = False
-        iou = segment_iou(segments[best : best + 1], segments)[0]
+        inter = (torch.minimum(end, end[best]) - torch.maximum(start, start[best])).clamp(min=0)
+        iou = _safe_ratio(inter, length + length[best] - inter)
         if groups is not None:
             iou = torch.where(groups == groups[best], iou, torch.zeros_like(iou))
         if method == "gaussian":

@@ -170,18 +170,76 @@ def load_checkpoint(model: torch.nn.Module, path, optimizer: torch.optim.Optimiz
                     map_location="cpu") -> dict:
     """Load a checkpoint written by :func:`fit` into ``model`` (and ``optimizer``), safely (``weights_only=True``).
 
+    The whole file is read and checked first (a tadlab checkpoint; every weight present, known and of the model's
+    shape; with ``optimizer``, its state present and matching the optimizer's groups and parameter shapes); only
+    then is anything copied, so on any error ``model`` and ``optimizer`` are left unchanged.
     Returns the checkpoint's metadata: {"epoch", "best_epoch", "best_metric"}.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"checkpoint {str(path)!r} is not a tadlab checkpoint (expected a dict with 'model')")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {str(path)!r} is empty (0 bytes): an interrupted save? Use another checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, OSError, UnpicklingError... for broken files
+        raise ValueError(f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); it may be "
+                         f"truncated (an interrupted save) or not a torch checkpoint") from exc
+    missing = [key for key in ("model", "epoch", "best_epoch", "best_metric")
+               if not isinstance(state, dict) or key not in state]
+    if missing or not isinstance(state["model"], dict):
+        raise ValueError(f"checkpoint {str(path)!r} is not a tadlab checkpoint (expected a dict with 'model', "
+                         f"'optimizer', 'epoch', 'best_epoch', 'best_metric'; missing {missing})")
+    _check_weights(state["model"], model.state_dict(), path)
+    if optimizer is not None:
+        if "optimizer" not in state:
+            raise ValueError(f"checkpoint {str(path)!r} holds no optimizer state; load it without optimizer= "
+                             f"(weights only) or use a checkpoint written by fit")
+        _check_optimizer_state(state["optimizer"], optimizer, path)
     model.load_state_dict(state["model"])
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     return {key: state[key] for key in ("epoch", "best_epoch", "best_metric")}
+
+
+def _check_weights(saved: dict, expected: dict, path: Path) -> None:
+    """Same keys, tensors of the same shapes (and real vs complex kind) as the model's state dict."""
+    where = f"checkpoint {str(path)!r} does not fit the model"
+    missing = [key for key in expected if key not in saved]
+    unexpected = [key for key in saved if key not in expected]
+    if missing or unexpected:
+        raise ValueError(f"{where}: {len(missing)} weight(s) missing (e.g. {missing[:3]}), {len(unexpected)} "
+                         f"unexpected (e.g. {unexpected[:3]}); was it saved from another model class or config?")
+    for key, target in expected.items():
+        value = saved[key]
+        if not torch.is_tensor(value):
+            raise ValueError(f"{where}: {key!r} holds {type(value).__name__}, expected a tensor")
+        if tuple(value.shape) != tuple(target.shape) or value.is_complex() != target.is_complex():
+            raise ValueError(f"{where}: {key!r} has shape {tuple(value.shape)} ({value.dtype}), the model's has "
+                             f"{tuple(target.shape)} ({target.dtype}); was it saved with another config?")
+
+
+def _check_optimizer_state(saved, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Groups of the same sizes and per-parameter state tensors of their parameters' shapes."""
+    where = f"checkpoint {str(path)!r}: the optimizer state does not fit the optimizer"
+    if not (isinstance(saved, dict) and isinstance(saved.get("state"), dict)
+            and isinstance(saved.get("param_groups"), list)):
+        raise ValueError(f"{where}: expected a dict with 'state' and 'param_groups'")
+    groups = optimizer.param_groups
+    sizes = [len(g.get("params", ())) if isinstance(g, dict) else -1 for g in saved["param_groups"]]
+    if sizes != [len(g["params"]) for g in groups]:
+        raise ValueError(f"{where}: parameter groups of sizes {sizes}, the optimizer's are "
+                         f"{[len(g['params']) for g in groups]}")
+    parameters = {index: parameter for group, saved_group in zip(groups, saved["param_groups"])
+                  for index, parameter in zip(saved_group["params"], group["params"])}
+    for index, values in saved["state"].items():
+        if index not in parameters or not isinstance(values, dict):
+            raise ValueError(f"{where}: state for parameter {index!r}, which no group lists")
+        shape = tuple(parameters[index].shape)
+        for name, value in values.items():
+            if torch.is_tensor(value) and value.dim() > 0 and tuple(value.shape) != shape:
+                raise ValueError(f"{where}: {name!r} of parameter {index} has shape {tuple(value.shape)}, the "
+                                 f"parameter's is {shape}")
 
 
 @torch.no_grad()
@@ -201,7 +259,9 @@ def evaluate(model: torch.nn.Module, data, ground_truth, class_names, tiou_thres
 
     Only the ground truth of the videos in ``data`` is scored (so passing the validation items with the whole
     world's ground truth evaluates on the validation videos), further filtered by ``subset`` when given.
-    ``class_names[k]`` names label k. Returns :class:`tadlab.eval.DetectionMetrics`.
+    ``class_names[k]`` names label k. Detections of a class that has no instance among the scored videos (a small
+    split need not show every class) are left out: mAP averages over the ground truth's classes, so they cannot
+    change it, and the official code would stop on them. Returns :class:`tadlab.eval.DetectionMetrics`.
     """
     videos = as_ground_truth(ground_truth)
     pairs = list(_predict_videos(model, data, resolve_device(device), batch_size, detect_kwargs))
@@ -211,10 +271,13 @@ def evaluate(model: torch.nn.Module, data, ground_truth, class_names, tiou_thres
     missing = [video_id for video_id in ids if video_id not in videos]
     if missing:
         raise ValueError(f"ground_truth has no entry for {len(missing)} video(s) of data, e.g. {missing[:3]}")
-    results = detections_to_results([det for _, det in pairs], ids, [float(item["duration"]) for item, _ in pairs],
+    scored = {video_id: videos[video_id] for video_id in ids}
+    present = {label for video in scored.values() if subset is None or video.subset == subset for label in video.labels}
+    known = torch.tensor([name in present for name in class_names])
+    detections = [{key: value[known[det["labels"]]] for key, value in det.items()} for _, det in pairs]
+    results = detections_to_results(detections, ids, [float(item["duration"]) for item, _ in pairs],
                                     int(pairs[0][0]["features"].shape[-1]), list(class_names))
-    return evaluate_detection({video_id: videos[video_id] for video_id in ids}, results,
-                              tiou_thresholds=tiou_thresholds, subset=subset)
+    return evaluate_detection(scored, results, tiou_thresholds=tiou_thresholds, subset=subset)
 
 
 def _predict_videos(model, data, device: torch.device, batch_size: int, detect_kwargs: dict):

@@ -9,9 +9,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE_RUNS = {
     "bench_losses.py": (["--batch", "2", "--snippets", "12", "--repeats", "1"],
                         ["fast path", "kornia path", "plain soft-IoU loss", "PyTorch engine", "kornia / fast"]),
-    "bench_eval.py": (["--videos", "20", "--per-video", "5", "--repeats", "1"], ["tadlab.eval, loaded data"]),
+    "bench_eval.py": (["--videos", "20", "--per-video", "5", "--repeats", "1", "--reference"],
+                      ["tadlab.eval, from files", "tadlab.eval, loaded data", "python -m tadlab.eval",
+                       "official algorithm", "max |mAP difference|"]),
+    "bench_proposals.py": (["--videos", "20", "--per-video", "5", "--repeats", "1", "--reference"],
+                           ["tadlab.eval, loaded data", "tadlab.eval, from files", "official algorithm",
+                            "max |recall difference| tadlab.eval vs reference"]),
     "bench_synthetic.py": (["--repeats", "1"], ["thumos", "anet"]),
     "bench_gsmt.py": (["--repeats", "1", "--batch-size", "2"], ["paper", "synthetic", "train videos/s"]),
+    "bench_segtad.py": (["--repeats", "1", "--batch-size", "2", "--sizes", "anet"],
+                        ["anet", "PDN without graph", "train videos/s", "detect seg. ms/video"]),
+    "bench_bmn.py": (["--repeats", "1", "--batch-size", "2", "--snippets", "16", "--iterations", "1,2"],
+                     ["Sampling tensor", "BMN + RRM x2", "train videos/s", "activations MB/video"]),
+    "bench_sptad.py": (["--repeats", "1", "--batch-size", "2", "--sizes", "synthetic"],
+                       ["SP-TAD, 4 stage(s)", "synthetic", "train videos/s", "+Soft-NMS ms"]),
 }
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tadlab.data.schema import detections_to_results, load_ground_truth, load_results
+from tadlab.data.schema import AnnotationWarning, detections_to_results, load_ground_truth, load_results
 from tadlab.eval import ANET_TIOU, THUMOS_TIOU, DetectionMetrics, evaluate_detection, interpolated_ap, main, parse_tiou
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -22,9 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- helpers
-def gt_json(videos: dict) -> dict:
-    """videos: id -> (subset, [(start, end, label), ...]); duration 100 s."""
-    return {"database": {vid: {"subset": subset, "duration": 100.0,
+def gt_json(videos: dict, durations=None) -> dict:
+    """videos: id -> (subset, [(start, end, label), ...]); duration 100 s unless ``durations`` (id -> s) says."""
+    durations = durations or {}
+    return {"database": {vid: {"subset": subset, "duration": durations.get(vid, 100.0),
                                "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in anns]}
                          for vid, (subset, anns) in videos.items()}}
 
@@ -35,52 +37,94 @@ def res_json(videos: dict) -> dict:
                         for vid, dets in videos.items()}}
 
 
-def random_world(rng: np.random.Generator, grid: float = 1.0, max_gt: int = 5, max_det: int = 12):
+def random_world(rng: np.random.Generator, grid: float = 1.0, max_gt: int = 5, max_det: int = 12,
+                 quirks: bool = False):
     """A small world built to collide: coarse grid times (tIoU ties, tIoU equal to thresholds, zero-length
-    segments), few score values (score ties), duplicates, two subsets, unknown videos and labels."""
+    segments), few score values (score ties), duplicates, two subsets, unknown videos and labels. With ``quirks``
+    every quirk of real files too: annotations ending and starting past their video's duration, starting (and
+    predictions starting) below 0."""
     labels = [f"c{i}" for i in range(rng.integers(1, 5))]
-    database, results = {}, {}
+    database, results, durations = {}, {}, {}
+    low = -2 if quirks else 0
     num_videos = int(rng.integers(1, 6))
     for v in range(num_videos):
         anns = []
         for _ in range(rng.integers(0, max_gt + 1)):
-            start = float(rng.integers(0, 10) * grid)
+            start = float(rng.integers(low, 10) * grid)
             anns.append((start, start + float(rng.integers(0, 6) * grid), str(rng.choice(labels))))
         if anns and rng.random() < 0.3:
             anns.append(anns[rng.integers(len(anns))])  # a duplicate instance
         database[f"v{v}"] = (str(rng.choice(["training", "validation"])), anns)
+        if quirks:  # often shorter than its annotations reach (ActivityNet), even than where they start (THUMOS14)
+            durations[f"v{v}"] = float(rng.integers(2, 16) * grid)
     for v in range(num_videos + 2):  # two videos the ground truth lacks
         dets = []
         for _ in range(rng.integers(0, max_det + 1)):
-            start = float(rng.integers(0, 10) * grid)
+            start = float(rng.integers(low, 10) * grid)
             label = str(rng.choice(labels + ["unknown"])) if rng.random() < 0.95 else "unknown"
             dets.append((start, start + float(rng.integers(0, 6) * grid), label, float(rng.integers(0, 5) / 4)))
         if dets and rng.random() < 0.3:
             dets.append(dets[rng.integers(len(dets))])  # a duplicate prediction
         results[f"v{v}"] = dets
-    return gt_json(database), res_json(results)
+    return gt_json(database, durations), res_json(results)
+
+
+def official_subset(ground_truth, options) -> str | None:
+    """The subset tadlab scores by default: "validation" when the file has several subsets, else every video."""
+    if "subset" in options:
+        return options["subset"]
+    subsets = {entry["subset"] for entry in ground_truth["database"].values()}
+    return "validation" if len(subsets) > 1 and "validation" in subsets else None
+
+
+def expected_refusal(ground_truth, results, subset, ignore) -> str | None:
+    """What tadlab refuses to score with a number (the official code gives 0 or raises KeyError): no prediction
+    on a scored video, or no prediction with a known label."""
+    scored = {video for video, entry in ground_truth["database"].items()
+              if (subset is None or entry["subset"] == subset) and video not in ignore}
+    predicted = [(video, det["label"]) for video, dets in results["results"].items() if video not in ignore
+                 for det in dets]
+    labels = {ann["label"] for video, entry in ground_truth["database"].items() if video in scored
+              for ann in entry["annotations"]}
+    if predicted and not any(video in scored for video, _ in predicted):
+        return "none of the .* video\\(s\\) in the results is a"
+    if predicted and labels and not any(label in labels for _, label in predicted):
+        return "no prediction has a label of the ground truth"
+    return None
 
 
 def assert_agrees(ground_truth, results, thresholds=ANET_TIOU, **options):
-    """Compare per-class AP and mAP with the reference; returns the metrics (None if no ground truth)."""
+    """Compare per-class AP and mAP with the reference; returns the metrics (None if tadlab refuses, as checked)."""
     ref_options = dict(options)
+    ref_options["subset"] = official_subset(ground_truth, options)
     if "ignore_videos" in ref_options and isinstance(ref_options["ignore_videos"], (str, Path)):
         ref_options["ignore_videos"] = _ids_of_file(ref_options["ignore_videos"])
     ref_ap, ref_map, ref_unknown = reference_evaluate(ground_truth, results, thresholds, **ref_options)
     if not ref_ap:
-        with pytest.raises(ValueError, match="no annotated instances"):
+        with warnings.catch_warnings(), pytest.raises(ValueError, match="no annotated instances"):
+            warnings.simplefilter("ignore")
             evaluate_detection(ground_truth, results, thresholds, **options)
+        return None
+    refusal = expected_refusal(ground_truth, results, ref_options["subset"], set(ref_options.get("ignore_videos", ())))
+    if refusal:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(ValueError, match=refusal):
+                evaluate_detection(ground_truth, results, thresholds, **options)
         return None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         metrics = evaluate_detection(ground_truth, results, thresholds, **options)
     assert metrics.class_names == tuple(sorted(ref_ap))
+    assert metrics.subset == ref_options["subset"]
     for name, row in zip(metrics.class_names, metrics.ap):
         np.testing.assert_allclose(row, ref_ap[name], rtol=0, atol=1e-9, err_msg=name)
     np.testing.assert_allclose(metrics.mAP, ref_map, rtol=0, atol=1e-9)
     assert metrics.average_mAP == pytest.approx(float(np.mean(ref_map)), abs=1e-9)
     assert metrics.num_ignored_predictions == ref_unknown
     assert len([w for w in caught if "not in the ground truth" in str(w.message)]) == (1 if ref_unknown else 0)
+    kinds = [re.sub(r"[\d.]+|'[^']*'", "#", str(w.message)) for w in caught]
+    assert len(kinds) == len(set(kinds)), kinds  # one warning per kind of quirk
     return metrics
 
 
@@ -97,11 +141,44 @@ def test_agrees_on_many_seeded_small_worlds():
     checked = 0
     for seed in range(1000):
         rng = np.random.default_rng(seed)
-        ground_truth, results = random_world(rng, grid=float(rng.choice([0.5, 1.0, 0.1])))
-        subset = [None, "validation", "training"][seed % 3]
+        ground_truth, results = random_world(rng, grid=float(rng.choice([0.5, 1.0, 0.1])), quirks=seed % 4 == 0)
+        options = [{"subset": None}, {"subset": "validation"}, {"subset": "training"}, {}][seed % 4]
         thresholds = THUMOS_TIOU if seed % 2 else ANET_TIOU
-        checked += assert_agrees(ground_truth, results, thresholds, subset=subset) is not None
-    assert checked > 800
+        checked += assert_agrees(ground_truth, results, thresholds, **options) is not None
+    assert checked > 700
+
+
+QUIRKS = {  # each real-file quirk on its own: (ground truth, predictions), video "v" of 100 s unless said
+    "annotation ends past the duration": ([(53.76, 144.0, "a"), (10, 20, "a")], [(49.5, 144.0, "a", 0.9),
+                                                                               (10, 21, "a", 0.5)], 143.15),
+    "annotation starts past the duration": ([(101.0, 104.0, "a"), (5, 9, "a")], [(101.5, 104.0, "a", 0.8),
+                                                                                 (5, 9, "a", 0.7)], 100.0),
+    "start below 0": ([(-0.5, 4.0, "a"), (10, 12, "b")], [(-0.4, 4.0, "a", 0.6), (-1.0, 12.0, "b", 0.9),
+                                                           (10, 12, "b", 0.3)], 100.0),
+    "duplicate annotations and predictions": ([(0, 10, "a"), (0, 10, "a"), (20, 30, "a")],
+                                              [(0, 10, "a", 0.9), (0, 10, "a", 0.9), (21, 30, "a", 0.4)], 100.0),
+    "zero length": ([(5, 5, "a"), (10, 20, "a")], [(30, 30, "a", 0.9), (15, 15, "a", 0.8), (10, 19, "a", 0.2)],
+                    100.0),
+}
+
+
+@pytest.mark.parametrize("quirk", sorted(QUIRKS))
+def test_agrees_with_each_real_file_quirk(quirk, tmp_path, capsys):
+    annotations, predictions, duration = QUIRKS[quirk]
+    ground_truth = gt_json({"v": ("validation", annotations), "w": ("validation", [(1, 2, "b")])}, {"v": duration})
+    results = res_json({"v": predictions})
+    for thresholds in (ANET_TIOU, THUMOS_TIOU):
+        metrics = assert_agrees(ground_truth, results, thresholds)
+        assert metrics.average_mAP > 0
+    # the same from files, through the command line
+    gt_path, res_path = tmp_path / "gt.json", tmp_path / "res.json"
+    gt_path.write_text(json.dumps(ground_truth))
+    res_path.write_text(json.dumps(results))
+    assert main([str(gt_path), str(res_path), "--json"]) == 0
+    captured = capsys.readouterr()
+    ref_map = reference_evaluate(ground_truth, results, ANET_TIOU, subset=None)[1]
+    np.testing.assert_allclose(json.loads(captured.out)["mAP"], ref_map, rtol=0, atol=1e-9)
+    assert "warning: " in captured.err  # the quirk is said
 
 
 def test_agrees_on_a_medium_world_with_crowded_groups():
@@ -142,7 +219,7 @@ def test_agrees_with_continuous_values_and_options():
        thresholds=st.sampled_from([ANET_TIOU, THUMOS_TIOU, np.array([0.0, 0.5, 1.0])]),
        ignore=st.lists(st.sampled_from(["v0", "v2", "v6"]), max_size=2))
 def test_agrees_property(seed, grid, subset, drop, thresholds, ignore):
-    ground_truth, results = random_world(np.random.default_rng(seed), grid=grid, max_gt=8, max_det=20)
+    ground_truth, results = random_world(np.random.default_rng(seed), grid=grid, max_gt=8, max_det=20, quirks=True)
     assert_agrees(ground_truth, results, thresholds, subset=subset, drop_duplicate_gt=drop, ignore_videos=ignore)
 
 
@@ -231,8 +308,10 @@ def test_tiou_ties_and_duplicate_predictions():
 def test_duplicate_ground_truth_and_the_drop_switch():
     ground_truth = gt_json({"v": ("validation", [(0, 10, "a"), (0, 10, "a")])})
     results = res_json({"v": [(0, 10, "a", 0.9)]})
-    assert evaluate_detection(ground_truth, results, [0.5]).ap[0, 0] == pytest.approx(0.5)  # npos = 2
-    assert evaluate_detection(ground_truth, results, [0.5], drop_duplicate_gt=True).ap[0, 0] == pytest.approx(1.0)
+    with pytest.warns(AnnotationWarning, match="1 annotation.* repeat another"):
+        assert evaluate_detection(ground_truth, results, [0.5]).ap[0, 0] == pytest.approx(0.5)  # npos = 2
+    with pytest.warns(AnnotationWarning, match="repeat another"):
+        assert evaluate_detection(ground_truth, results, [0.5], drop_duplicate_gt=True).ap[0, 0] == pytest.approx(1.0)
     assert_agrees(ground_truth, results, drop_duplicate_gt=True)
 
 
@@ -260,18 +339,27 @@ def test_unknown_videos_and_wrong_class_in_video_are_false_positives():
 def test_subset_keeps_other_subset_predictions_as_false_positives():
     ground_truth = gt_json({"v": ("validation", [(0, 10, "a")]), "t": ("training", [(0, 10, "a")])})
     results = res_json({"t": [(0, 10, "a", 0.9)], "v": [(0, 10, "a", 0.5)]})
-    assert evaluate_detection(ground_truth, results, [0.5], subset="validation").ap[0, 0] == pytest.approx(0.5)
+    with pytest.warns(UserWarning, match=r"1 prediction\(s\) on 1 video\(s\) that are not a video of subset "
+                                         r"'validation' \(1 of subset\(s\) \['training'\]\) count as false positives"):
+        assert evaluate_detection(ground_truth, results, [0.5], subset="validation").ap[0, 0] == pytest.approx(0.5)
+    with pytest.warns(UserWarning, match="not a video of subset 'validation'"):  # the default subset
+        assert evaluate_detection(ground_truth, results, [0.5], subset="auto").ap[0, 0] == pytest.approx(0.5)
     assert evaluate_detection(ground_truth, results, [0.5], subset=None).ap[0, 0] == pytest.approx(1.0)
-    assert evaluate_detection(ground_truth, results, [0.5], subset="training").ap[0, 0] == pytest.approx(1.0)
+    with pytest.warns(UserWarning, match="not a video of subset 'training'"):
+        assert evaluate_detection(ground_truth, results, [0.5], subset="training").ap[0, 0] == pytest.approx(1.0)
 
 
 def test_unknown_labels_are_ignored_with_one_counting_warning():
     ground_truth = gt_json({"v": ("validation", [(0, 10, "a")])})
     results = res_json({"v": [(0, 10, "a", 0.5), (0, 10, "zebra", 0.9), (3, 4, "yak", 0.1)],
                         "w": [(1, 2, "zebra", 0.3)]})
-    with pytest.warns(UserWarning, match=r"ignored 3 prediction.*2 label") as record:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
         metrics = evaluate_detection(ground_truth, results)
+    assert any(re.search(r"ignored 3 prediction.*2 label.*the official evaluation stops with a KeyError on such a "
+                         r"file, tadlab leaves them out", str(w.message)) for w in record)
     assert len([w for w in record if "not in the ground truth" in str(w.message)]) == 1
+    assert len([w for w in record if "that the ground truth lacks, e.g. 'w'" in str(w.message)]) == 1
     assert metrics.num_ignored_predictions == 3 and metrics.num_predictions == 1
     np.testing.assert_allclose(metrics.mAP, 1.0)
 
@@ -306,8 +394,8 @@ def test_loaded_objects_and_detections_to_results_are_accepted():
         ground_truth, results = random_world(rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # labels of the random world missing from its ground truth
-        from_dicts = evaluate_detection(ground_truth, results)
-        loaded = evaluate_detection(load_ground_truth(ground_truth), load_results(results))
+        from_dicts = evaluate_detection(ground_truth, results, subset=None)
+        loaded = evaluate_detection(load_ground_truth(ground_truth), load_results(results), subset=None)
     np.testing.assert_array_equal(from_dicts.ap, loaded.ap)
     # A detector's output in snippet units (T = 100 snippets over 100 s: one snippet per second).
     detections = [{"segments": np.array([[0.0, 10.0]]), "scores": np.array([0.7]), "labels": np.array([0])}]
@@ -332,13 +420,18 @@ def test_cli_json(json_files, capsys):
     gt_path, res_path = json_files
     assert main([str(gt_path), str(res_path), "--json", "--subset", "validation", "--per-class"]) == 0
     out = json.loads(capsys.readouterr().out)
-    expected = evaluate_detection(gt_path, res_path, subset="validation")
+    with pytest.warns(UserWarning, match="count as false positives"):  # v2 is a training video
+        expected = evaluate_detection(gt_path, res_path, subset="validation")
     assert out["mAP"] == expected.mAP.tolist() and out["average_mAP"] == expected.average_mAP
     assert out["tiou_thresholds"] == ANET_TIOU.tolist()
     assert set(out["per_class_ap"]) == {"Long jump", "a"}
     assert main([str(gt_path), str(res_path), "--json", "--tiou", "0.3:0.7:0.1"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
     assert out["tiou_thresholds"] == THUMOS_TIOU.tolist() and "per_class_ap" not in out
+    assert out["subset"] == "validation" and "scored subset 'validation', the official default" in captured.err
+    assert main([str(gt_path), str(res_path), "--json", "--subset", "all"]) == 0
+    assert json.loads(capsys.readouterr().out)["subset"] is None
 
 
 def test_cli_table_via_subprocess(json_files):
@@ -346,8 +439,11 @@ def test_cli_table_via_subprocess(json_files):
     done = subprocess.run([sys.executable, "-m", "tadlab.eval", str(gt_path), str(res_path), "--tiou", "0.5,0.7"],
                           capture_output=True, text=True, cwd=REPO, check=True)
     lines = done.stdout.splitlines()
+    assert lines[0].startswith("ActivityNet detection mAP (%), subset 'validation'")
     assert lines[1].split() == ["tIoU", "0.50", "0.70", "avg"]
-    metrics = evaluate_detection(gt_path, res_path, [0.5, 0.7])
+    assert "warning: 1 prediction(s) on 1 video(s) that are not a video of subset 'validation'" in done.stderr
+    with pytest.warns(UserWarning, match="count as false positives"):
+        metrics = evaluate_detection(gt_path, res_path, [0.5, 0.7])
     assert lines[2].split() == ["mAP"] + [f"{100 * v:.2f}" for v in metrics.mAP] + [f"{100 * metrics.average_mAP:.2f}"]
     assert any(line.startswith("Long jump") for line in lines) and "AP per class" in done.stdout
 

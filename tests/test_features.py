@@ -1,5 +1,7 @@
 """Real-feature path: the time mapping, resampling, FeatureDataset checks, and collate_videos."""
 import copy
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,7 +141,8 @@ def test_subset_class_names_fps_dict_and_loaded_ground_truth(tmp_path):
     assert training.class_names == ["jump", "kick", "run"]  # from the whole ground truth: shared indices
     named = make_dataset(tmp_path, load_ground_truth(GT), subset="training", class_names=["run", "kick", "jump", "x"])
     assert named[0]["labels"].tolist() == [1, 2] and named.num_classes == 4
-    per_video = make_dataset(tmp_path, subset="training", fps={"v1": 25, "v2": 12.5})
+    with pytest.warns(UserWarning, match=r"in 1 of 2 video\(s\).*'v2': 31 features at fps 12\.5"):  # as it says
+        per_video = make_dataset(tmp_path, subset="training", fps={"v1": 25, "v2": 12.5})
     rows = np.load(tmp_path / "v2.npy")
     np.testing.assert_allclose(per_video[1]["features"].numpy(), resample_features(rows, 16, 20.0, 12.5, 16, 16))
     with pytest.raises(ValueError, match=r"fps: 1 video\(s\) have no fps in the dict, e.g. \['v2'\]"):
@@ -205,8 +208,54 @@ def test_zero_length_segments_are_dropped_with_a_counting_warning(tmp_path):
     annotations += [{"segment": [3.0, 3.0], "label": "run"}, {"segment": [0.0, 0.0], "label": "kick"}]
     with pytest.warns(AnnotationWarning, match="dropped 2 zero-length") as caught:
         dataset = make_dataset(tmp_path, ground_truth)
-    assert len(caught) == 1
+    assert len([w for w in caught if str(w.message).startswith("training targets:")]) == 1
     assert dataset[0]["labels"].tolist() == [1, 0] and dataset[0]["segments"].shape == (2, 2)
+
+
+def test_targets_are_clipped_to_the_video_and_the_ground_truth_is_not(tmp_path):
+    # Real files: an annotation ending past the duration (ActivityNet), one starting after it (THUMOS14).
+    write_features(tmp_path)
+    ground_truth = copy.deepcopy(GT)
+    ground_truth["database"]["v1"]["annotations"] += [{"segment": [8.0, 10.5], "label": "run"},
+                                                      {"segment": [10.2, 11.0], "label": "kick"},
+                                                      {"segment": [-0.5, 2.0], "label": "jump"}]
+    with pytest.warns(AnnotationWarning) as caught:
+        dataset = make_dataset(tmp_path, ground_truth)
+    targets = [str(w.message) for w in caught if str(w.message).startswith("training targets:")]
+    assert len(targets) == 1 and "clipped 3 " in targets[0] and "dropped 1 " in targets[0]
+    assert {Path(w.filename).name for w in caught} == {"test_features.py"}  # the caller's line
+    # [8, 10] and [0, 2] s of a 10 s video at T = 16; [10.2, 11] became [10, 10] and was dropped
+    torch.testing.assert_close(dataset[0]["segments"][2:], torch.tensor([[12.8, 16.0], [0.0, 3.2]]))
+    assert dataset[0]["labels"].tolist() == [1, 0, 2, 0]
+    np.testing.assert_array_equal(dataset.videos["v1"].segments[2:], [[8.0, 10.5], [10.2, 11.0], [-0.5, 2.0]])
+
+
+def test_a_wrong_fps_stride_or_window_is_said_once(tmp_path):
+    write_features(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the right numbers: no warning
+        make_dataset(tmp_path)
+    # features extracted at 25 fps given as 12.5: every feature seems to cover twice the time
+    with pytest.warns(UserWarning, match=r"features: in 3 of 3 video\(s\) the features end far from the video's "
+                                         r"end \(e\.g\. video 'v1': 15 features at fps 12\.5, stride 16, window 16 "
+                                         r"end at 19\.2 s, the video lasts 10 s\); check fps, stride and window"):
+        make_dataset(tmp_path, fps=12.5)
+    with pytest.warns(UserWarning, match=r"in 3 of 3 video\(s\).*15 features at fps 25, stride 4, window 16 end at "
+                                         r"2\.88 s"):
+        make_dataset(tmp_path, stride=4)
+
+
+@pytest.mark.parametrize("video_id", ["../outside", "sub/v1", "..", "/etc/passwd", "a\\b", ""])
+def test_video_ids_cannot_name_files_outside_the_feature_folder(tmp_path, video_id):
+    features = tmp_path / "features"
+    features.mkdir()
+    write_features(features)
+    np.save(tmp_path / "outside.npy", np.zeros((4, 6), np.float32))  # what '../outside' would read
+    ground_truth = copy.deepcopy(GT)
+    ground_truth["database"][video_id] = {"subset": "training", "duration": 5.0, "annotations": []}
+    with pytest.raises(ValueError, match=r"1 video id\(s\) are not plain file names, e\.g\. \[.*\]; features are "
+                                         r"read from feature_dir/<video id>\.npy"):
+        make_dataset(features, ground_truth)
 
 
 def test_dataloader_with_collate(tmp_path):

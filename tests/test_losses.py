@@ -20,6 +20,7 @@ from tadlab.losses import (
     focal_loss,
     iou_loss,
     mask_loss,
+    sigmoid_focal_loss,
 )
 
 BACKENDS = ["fast", "kornia"]
@@ -405,6 +406,22 @@ def test_clear_errors_for_bad_masks():
     assert mask_loss(pred, pred > 0.5).dtype == torch.float32  # bool targets are accepted
 
 
+@pytest.mark.parametrize("loss", [mask_loss, biou_loss, iou_loss, dice_loss])
+def test_mask_losses_refuse_logits_where_probabilities_are_expected(loss):
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 12, generator=generator) * 3
+    target = (torch.rand(2, 12, generator=generator) > 0.5).float()
+    with pytest.raises(ValueError, match=r"pred must hold probabilities in \[0, 1\] \(apply a sigmoid to logits "
+                                         r"first\), got values in \[-\d"):
+        loss(logits, target)
+    with pytest.raises(ValueError, match=r"target must hold probabilities in \[0, 1\].*got values in \[0, 2\]"):
+        loss(torch.sigmoid(logits), target * 2)
+    with pytest.raises(ValueError, match=r"pred must hold probabilities.*nan"):
+        loss(torch.full((2, 12), float("nan")), target)
+    assert torch.isfinite(loss(torch.sigmoid(logits), target))  # probabilities, exactly 0 and 1 included
+    assert torch.isfinite(loss(target, target))
+
+
 # ---------------------------------------------------------------------------------------- classification (Eq. 5)
 def test_focal_loss_by_hand():
     logits = torch.log(torch.tensor([[1.0, 1.0, 2.0], [1.0, 1.0, 2.0]])).T[None]  # (1, 3, 2): p = (.25, .25, .5)
@@ -417,6 +434,25 @@ def test_focal_loss_by_hand():
     torch.testing.assert_close(focal_loss(logits, padded), expected[0, 0])
     torch.testing.assert_close(focal_loss(logits, labels, gamma=0.0),
                                torch.nn.functional.cross_entropy(logits, labels))
+
+
+def test_sigmoid_focal_loss_by_hand():
+    logits = torch.tensor([[0.0, math.log(3.0)], [-math.log(3.0), 0.0]])  # p = (.5, .75), (.25, .5)
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    expected = torch.tensor([[0.25 * 0.5**2 * -math.log(0.5), 0.75 * 0.75**2 * -math.log(0.25)],
+                             [0.75 * 0.25**2 * -math.log(0.75), 0.25 * 0.5**2 * -math.log(0.5)]])
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, reduction="none"), expected)
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, reduction="sum"), expected.sum())
+    torch.testing.assert_close(sigmoid_focal_loss(logits[None], targets[None]), expected.mean())  # any shape
+    # alpha=None and gamma=0 is plain binary cross-entropy
+    torch.testing.assert_close(sigmoid_focal_loss(logits, targets, alpha=None, gamma=0.0, reduction="none"),
+                               torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none"))
+    with pytest.raises(ValueError, match="targets"):
+        sigmoid_focal_loss(logits, targets[0])
+    with pytest.raises(ValueError, match="alpha"):
+        sigmoid_focal_loss(logits, targets, alpha=1.5)
+    with pytest.raises(ValueError, match="reduction"):
+        sigmoid_focal_loss(logits, targets, reduction="max")
 
 
 def test_class_balanced_logistic_loss_by_hand():
@@ -465,6 +501,18 @@ def test_classification_errors():
         class_balanced_logistic_loss(logits, torch.zeros(2, 5, dtype=torch.long), num_hard_negatives=4)
     with pytest.raises(ValueError, match="regression_logits"):
         classification_loss(logits, torch.randn(2, 4, 6), torch.zeros(2, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("loss", [focal_loss, class_balanced_logistic_loss])
+@pytest.mark.parametrize("bad", [4, 7, -2])
+def test_classification_losses_refuse_labels_out_of_range(loss, bad):
+    logits = torch.randn(2, 4, 5)  # K + 1 = 4 classes: labels 0..3, -1 for padding
+    labels = torch.tensor([[0, 1, 2, 3, -1], [3, 2, 1, 0, bad]])
+    with pytest.raises(ValueError, match=rf"labels must be 0\.\.3 for logits of K\+1 = 4 classes \(K = background\) "
+                                         rf"or -1 for padding, got {bad}"):
+        loss(logits, labels)
+    labels[1, 4] = -1
+    assert torch.isfinite(loss(logits, labels))
 
 
 # ---------------------------------------------------------------------------------------------------------- device

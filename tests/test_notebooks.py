@@ -51,12 +51,15 @@ def test_readme_lists_the_notebook(path):
 def test_primer_runs_with_papermill_parameters_and_writes_its_metrics(tmp_path):
     results = tmp_path / "primer.json"
     papermill.execute_notebook(str(ROOT / "notebooks" / "01_tad_primer.ipynb"), str(tmp_path / "out.ipynb"),
-                               parameters={"seed": 3, "preset": "anet", "results_path": str(results)},
+                               parameters={"seed": 3, "preset": "anet", "profile": "smoke",
+                                           "results_path": str(results)},
                                cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
     metrics = json.loads(results.read_text())
-    assert metrics["seed"] == 3 and metrics["profile"] == "ci"
-    assert set(metrics["baseline_average_mAP"]) == {"thumos", "anet"}
-    assert len(metrics["baseline_mAP"]["anet"]) == len(metrics["tiou_thresholds"]) == 10
+    assert metrics["seeds"] == [3] and metrics["profile"] == "smoke" and metrics["subset"] == "testing"
+    for key in ("baseline_average_mAP", "context_baseline_average_mAP", "class_map_average_mAP"):
+        assert set(metrics[key]) == {"thumos", "anet"} and all(0 <= v <= 1 for v in metrics[key].values())
+    assert len(metrics["baseline_mAP"]["anet"]) == len(metrics["tiou_thresholds"]["anet"]) == 10
+    assert len(metrics["baseline_mAP"]["thumos"]) == len(metrics["tiou_thresholds"]["thumos"]) == 5
 
 
 def test_gsmt_runs_with_papermill_parameters_and_writes_its_testing_metrics(tmp_path):

@@ -187,6 +187,32 @@ def test_gaps_respect_min_gap_and_the_margin_weight_moves_background_out_of_them
     assert np.median(wide) > 1.5 * np.median(narrow)
 
 
+def test_concentrations_set_how_much_lengths_and_gaps_vary_within_a_video():
+    def spread(world, key):
+        values = []
+        for item in world.videos:
+            seg = item["segments"].double()
+            x = seg[:, 1] - seg[:, 0] if key == "length" else seg[1:, 0] - seg[:-1, 1]
+            if len(x) >= 5:
+                values.append(float(x.std() / x.mean()))
+        return np.median(values)
+
+    base = dict(nested_classes=0, duplicates=0.0, second_class=0.0, min_length=0.5, min_gap=0.0)
+    even = make_world("thumos", 200, seed=0, length_concentration=50.0, gap_concentration=50.0, **base)
+    varied = make_world("thumos", 200, seed=0, length_concentration=0.5, gap_concentration=0.5, **base)
+    assert spread(even, "length") < 0.3 < 0.8 < spread(varied, "length")
+    assert spread(even, "gap") < 0.3 < 0.8 < spread(varied, "gap")
+
+
+def test_instance_counts_follow_the_log_normal_and_its_caps():
+    counts = np.array([len(v["labels"]) for v in make_world("thumos", 600, seed=0, nested_classes=0, duplicates=0.0,
+                                                               num_instances=(6.0, 0.5), max_instances=12).videos])
+    assert 5 <= np.median(counts) <= 7 and counts.max() == 12 and counts.min() >= 1
+    fits = make_world("thumos", 300, seed=0, nested_classes=0, duplicates=0.0, num_snippets=30, min_length=2.0,
+                      min_gap=1.0, num_instances=(50.0, 0.1))
+    assert max(len(v["labels"]) for v in fits.videos) == 10  # (30 + 1) // (2 + 1): what fits in 30 snippets
+
+
 def test_action_fraction_and_whole_video_do_what_they_say():
     low = make_world("anet", 400, seed=0, action_fraction=(0.2, 20.0), whole_video=0.0).statistics()
     high = make_world("anet", 400, seed=0, action_fraction=(0.8, 20.0), whole_video=0.0).statistics()

@@ -89,6 +89,93 @@ def test_checkpoints_round_trip(world, tmp_path):
         load_checkpoint(restored, tmp_path / "missing.pt")
 
 
+def _weights(module):
+    return {key: value.clone() for key, value in module.state_dict().items()}
+
+
+def _same(before, module):
+    after = module.state_dict()
+    return before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(world, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    _fit(_model(world), world, epochs=1, checkpoint_dir=folder)
+    return folder / "last.pt"
+
+
+def test_a_checkpoint_of_other_shapes_leaves_the_model_unchanged(world, checkpoint):
+    model = SnippetClassifier(world.feature_dim, world.num_classes, hidden_dim=32)
+    optimizer = torch.optim.AdamW(model.parameters())
+    before, file_bytes = _weights(model), checkpoint.read_bytes()
+    with pytest.raises(ValueError, match=r"does not fit the model: '.*' has shape \(\d+, \d+.*\), the model's has "
+                                         r"\(.*\); was it saved with another config"):
+        load_checkpoint(model, checkpoint, optimizer=optimizer)
+    assert _same(before, model) and not optimizer.state_dict()["state"] and checkpoint.read_bytes() == file_bytes
+
+
+def test_missing_or_foreign_optimizer_state_is_reported_before_anything_is_loaded(world, checkpoint, tmp_path):
+    state = torch.load(checkpoint, weights_only=True)
+    weights_only = tmp_path / "weights.pt"
+    torch.save({key: value for key, value in state.items() if key != "optimizer"}, weights_only)
+    model = _model(world, seed=7)
+    optimizer = torch.optim.AdamW(model.parameters())
+    before = _weights(model)
+    with pytest.raises(ValueError, match="holds no optimizer state; load it without optimizer="):
+        load_checkpoint(model, weights_only, optimizer=optimizer)
+    assert _same(before, model) and not optimizer.state_dict()["state"]
+    two_groups = torch.optim.AdamW([{"params": [p]} for p in model.parameters()])
+    with pytest.raises(ValueError, match=r"optimizer state does not fit the optimizer: parameter groups of sizes"):
+        load_checkpoint(model, checkpoint, optimizer=two_groups)
+    assert _same(before, model)
+    assert load_checkpoint(model, weights_only)["epoch"] == 1  # weights alone load fine
+    assert not _same(before, model)
+
+
+@pytest.mark.parametrize("damage, pattern", [
+    (lambda data: b"", r"is empty \(0 bytes\)"),
+    (lambda data: data[: len(data) // 2], r"cannot be read \(.*\); it may be truncated"),
+    (lambda data: b"not a checkpoint at all", r"cannot be read"),
+])
+def test_broken_checkpoint_files_name_the_path_and_change_nothing(world, checkpoint, tmp_path, damage, pattern):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(damage(checkpoint.read_bytes()))
+    model = _model(world, seed=3)
+    before = _weights(model)
+    with pytest.raises(ValueError, match=rf"checkpoint '.*broken\.pt' {pattern}"):
+        load_checkpoint(model, broken)
+    assert _same(before, model)
+
+
+def test_a_file_that_is_not_a_tadlab_checkpoint(world, tmp_path):
+    path = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(ValueError, match="is not a tadlab checkpoint .*missing \\['model'"):
+        load_checkpoint(_model(world), path)
+
+
+@pytest.mark.parametrize("device, pattern", [
+    ("meta", r"device 'meta' cannot run the model \(meta tensors hold no data"),
+    ("cuda:7", r"device 'cuda:7' was asked for, but (CUDA is not available|this machine has)"),
+    ("xla", r"device must be|device 'xla' cannot run the model"),
+])
+def test_devices_are_checked_before_anything_moves(world, tmp_path, device, pattern):
+    model = _model(world)
+    folder = tmp_path / "ckpt"
+    _fit(model, world, epochs=1, checkpoint_dir=folder)
+    before, file_bytes = _weights(model), (folder / "last.pt").read_bytes()
+    items = world.dataset("validation")
+    calls = [lambda: _fit(model, world, device=device, checkpoint_dir=folder, overwrite=True),
+             lambda: predict(model, items, device=device),
+             lambda: evaluate(model, items, world.ground_truth, world.class_names, device=device)]
+    for call in calls:
+        with pytest.raises(ValueError, match=pattern):
+            call()
+        assert _same(before, model) and next(model.parameters()).device.type == "cpu"
+    assert (folder / "last.pt").read_bytes() == file_bytes
+
+
 class _Replay(torch.nn.Module):
     """A detector that returns prepared detections in data order (to test predict/evaluate exactly)."""
 
@@ -127,10 +214,12 @@ def test_predict_and_evaluate_score_the_ground_truth_as_perfect(world):
     # below every true positive they cost nothing, tied with them they do.
     both = list(world.dataset("validation")) + list(world.dataset("testing"))
     lower = [{**d, "scores": d["scores"] * (0.5 if i >= len(items) else 1.0)} for i, d in enumerate(_oracle(both))]
-    assert evaluate(_Replay(lower), both, world.ground_truth, world.class_names, device="cpu",
-                    subset="validation").average_mAP == pytest.approx(1.0, abs=1e-6)
-    assert evaluate(_Replay(_oracle(both)), both, world.ground_truth, world.class_names, device="cpu",
-                    subset="validation").average_mAP < 1.0
+    with pytest.warns(UserWarning, match="count as false positives"):
+        assert evaluate(_Replay(lower), both, world.ground_truth, world.class_names, device="cpu",
+                        subset="validation").average_mAP == pytest.approx(1.0, abs=1e-6)
+    with pytest.warns(UserWarning, match="count as false positives"):
+        assert evaluate(_Replay(_oracle(both)), both, world.ground_truth, world.class_names, device="cpu",
+                        subset="validation").average_mAP < 1.0
 
 
 def test_bad_arguments_are_named(world):
@@ -163,3 +252,19 @@ def test_fit_on_cuda_with_amp(world, amp_dtype):
                    ground_truth=world.ground_truth, class_names=world.class_names)
     assert next(model.parameters()).device.type == "cuda"
     assert all(math.isfinite(v) for v in history.train["total"]) and len(history.eval) == 4
+
+
+def test_evaluate_leaves_out_classes_absent_from_the_scored_videos(world):
+    import warnings
+
+    items = list(world.dataset("validation"))
+    present = {int(k) for item in items for k in item["labels"]}
+    absent = next(k for k in range(world.num_classes + 5) if k not in present)
+    names = world.class_names + [f"unseen_{i}" for i in range(5)]  # label indices past the world's classes
+    extra = [{**d, "segments": torch.cat([d["segments"], d["segments"][:1]]),
+              "scores": torch.cat([d["scores"], torch.ones(1)]),
+              "labels": torch.cat([d["labels"], torch.full((1,), absent)])} for d in _oracle(items)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no unknown-label warning: the class is declared, just absent here
+        metrics = evaluate(_Replay(extra), items, world.ground_truth, names, device="cpu")
+    assert metrics.average_mAP == pytest.approx(1.0, abs=1e-6)

@@ -1,25 +1,19 @@
-"""Annotations and features in, batches out: ActivityNet JSON, the synthetic world, real features, collate."""
-from tadlab.data.collate import collate_videos
-from tadlab.data.features import FeatureDataset, feature_times, resample_features, snippet_times
-from tadlab.data.schema import (
-    AnnotationWarning,
-    VideoAnnotations,
-    VideoDetections,
-    as_ground_truth,
-    class_names_of,
-    detections_to_results,
-    ground_truth_to_json,
-    load_ground_truth,
-    load_results,
-    results_to_json,
-    save_ground_truth,
-    save_results,
-)
-from tadlab.data.synthetic import PRESETS, SyntheticWorld, make_world
+"""Annotations and features in, batches out: ActivityNet JSON, the synthetic world, real features, collate.
 
-__all__ = [
-    "AnnotationWarning", "FeatureDataset", "as_ground_truth", "PRESETS", "SyntheticWorld", "VideoAnnotations", "VideoDetections",
-    "class_names_of", "collate_videos", "detections_to_results", "feature_times", "ground_truth_to_json",
-    "load_ground_truth", "load_results", "make_world", "resample_features", "results_to_json",
-    "save_ground_truth", "save_results", "snippet_times",
-]
+The names below load on first use (``from tadlab.data import make_world`` works as usual), so that reading
+ActivityNet JSON through ``tadlab.data.schema`` never imports torch. To export a name, add it to its module's line.
+"""
+from tadlab._lazy import lazy_exports
+
+_EXPORTS_BY_MODULE = {
+    "tadlab.data.collate": ["collate_videos"],
+    "tadlab.data.features": ["FeatureDataset", "feature_times", "resample_features", "snippet_times"],
+    "tadlab.data.schema": ["AnnotationWarning", "VideoAnnotations", "VideoDetections", "as_ground_truth",
+                           "class_names_of", "detections_to_results", "ground_truth_to_json", "load_ground_truth",
+                           "load_results", "results_to_json", "save_ground_truth", "save_results"],
+    "tadlab.data.statistics": ["dataset_statistics", "statistics_table"],
+    "tadlab.data.synthetic": ["PRESETS", "SyntheticWorld", "WorldConfig", "make_world"],
+}
+_EXPORTS = {name: module for module, names in _EXPORTS_BY_MODULE.items() for name in names}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

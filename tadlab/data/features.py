@@ -26,7 +26,7 @@ than the video's. ``fps`` is the rate of the frames the extractor saw, which may
 from __future__ import annotations
 
 import numbers
-import warnings
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from tadlab.data.schema import (
     class_names_of,
     load_ground_truth,
 )
+from tadlab.utils import warn_at_caller
 
 
 def _positive(value, name: str) -> float:
@@ -105,13 +106,17 @@ class FeatureDataset(torch.utils.data.Dataset):
     """Videos of an ActivityNet-style ground truth with their pre-extracted features ``feature_dir/VIDEO_ID.npy``.
 
     Each item is ``{"video_id", "features": float32 (C, T), "segments": float32 (N, 2) snippet units,
-    "labels": int64 (N,), "duration": float seconds}`` with T = ``num_snippets``. Segments become snippet units by
-    ``seconds * T / duration``; labels become indices into ``class_names`` (default: the sorted labels of the
-    whole ground truth, so every subset shares the same indices). Zero-length segments are dropped with a warning
-    (a training target needs start < end; evaluation reads the ground truth JSON itself and keeps them).
+    "labels": int64 (N,), "duration": float seconds}`` with T = ``num_snippets``. Segments are clipped to the video
+    (``[0, duration]``: real files hold annotations that end, or even start, past the stated duration) and become
+    snippet units by ``seconds * T / duration``; labels become indices into ``class_names`` (default: the sorted
+    labels of the whole ground truth, so every subset shares the same indices). Segments of zero length after
+    clipping are dropped; one warning counts what was clipped and dropped (a training target needs
+    ``0 <= start < end <= T``; evaluation reads the ground truth itself and scores the raw times).
 
     Construction checks every expected file (existence, shape and channel count, from the .npy header) and reports
-    all missing files in one error. Feature files without a ground-truth entry are ignored.
+    all missing files in one error; one warning counts the videos whose features end far from the video's end
+    (less than half or more than 1.5 times its duration: fps, stride or window are likely wrong). Feature files without a ground-truth entry are ignored. A video id must be a plain
+    file name (no folder separator, not "." or ".."), so that no id reads a file outside ``feature_dir``.
     ``fps`` is one number or a dict video id -> fps; ``stride`` and ``window`` are in frames (see module docstring).
     """
 
@@ -135,6 +140,7 @@ class FeatureDataset(torch.utils.data.Dataset):
         self.fps = self._fps_per_video(fps, videos)
         self.videos = videos
         self.video_ids = list(videos)
+        _check_file_names(self.video_ids)
         self.paths = {video_id: self.feature_dir / f"{video_id}.npy" for video_id in self.video_ids}
         self._check_files_exist()
         self.feature_dim = self._check_shapes(feature_dim)
@@ -164,10 +170,11 @@ class FeatureDataset(torch.utils.data.Dataset):
         if feature_dim is not None and (isinstance(feature_dim, bool) or not isinstance(feature_dim, numbers.Integral)
                                         or feature_dim <= 0):
             raise ValueError(f"feature_dim must be a positive int or None, got {feature_dim!r}")
-        expected, source = feature_dim, "feature_dim"
+        expected, source, counts = feature_dim, "feature_dim", {}
         for video_id in self.video_ids:
             path = self.paths[video_id]
             shape = _read_shape(path, video_id)
+            counts[video_id] = shape[0] if shape else 0
             if len(shape) != 2 or shape[0] == 0 or (expected is not None and shape[1] != expected):
                 want = "(T_i >= 1, C)" if expected is None else f"(T_i >= 1, C = {expected}, from {source})"
                 raise ValueError(f"video {video_id!r}: feature file {str(path)!r} has shape {shape}, expected {want}")
@@ -175,25 +182,46 @@ class FeatureDataset(torch.utils.data.Dataset):
                 expected, source = shape[1], f"the first file, video {video_id!r}"
         if expected is None:
             raise ValueError("the ground truth selects no videos, so there are no features to read")
+        self._check_time_span(counts)
         return expected
+
+    def _check_time_span(self, counts: dict) -> None:
+        """One warning when features end far from their video's end: a wrong fps, stride or window (the usual
+        mistakes with real features) stretches or squeezes every boundary without any other error."""
+        far = []
+        for video_id, count in counts.items():
+            end = ((count - 1) * self.stride + self.window) / self.fps[video_id]  # the last window's end, seconds
+            ratio = end / self.videos[video_id].duration
+            if not 0.5 <= ratio <= 1.5:
+                far.append((video_id, count, end))
+        if far:
+            video_id, count, end = far[0]
+            warn_at_caller(f"features: in {len(far)} of {len(counts)} video(s) the features end far from the video's "
+                           f"end (e.g. video {video_id!r}: {count} features at fps {self.fps[video_id]:g}, stride "
+                           f"{self.stride:g}, window {self.window:g} end at {end:.3g} s, the video lasts "
+                           f"{self.videos[video_id].duration:.3g} s); check fps, stride and window: they must describe "
+                           f"the frames the extractor saw (see tadlab.data.features)", UserWarning)
 
     def _targets(self):
         index = {name: i for i, name in enumerate(self.class_names)}
-        segments, labels, dropped = {}, {}, 0
+        segments, labels, clipped, dropped = {}, {}, 0, 0
         for video_id, video in self.videos.items():
             unknown = [label for label in video.labels if label not in index]
             if unknown:
                 raise ValueError(f"video {video_id!r}, field 'label': {unknown[0]!r} is not in class_names "
                                  f"({len(self.class_names)} classes, e.g. {self.class_names[:5]})")
-            keep = video.segments[:, 1] > video.segments[:, 0]
+            inside = video.clipped().segments
+            clipped += int((inside != video.segments).any(axis=1).sum())
+            keep = inside[:, 1] > inside[:, 0]
             dropped += int((~keep).sum())
             scale = self.num_snippets / video.duration
-            segments[video_id] = torch.tensor(video.segments[keep] * scale, dtype=torch.float32).reshape(-1, 2)
+            segments[video_id] = torch.tensor(inside[keep] * scale, dtype=torch.float32).reshape(-1, 2)
             labels[video_id] = torch.tensor([index[label] for label, k in zip(video.labels, keep) if k],
                                             dtype=torch.int64)
-        if dropped:
-            warnings.warn(f"dropped {dropped} zero-length ground-truth segment(s) (start == end) from the training "
-                          f"targets", AnnotationWarning, stacklevel=3)
+        if clipped or dropped:
+            warn_at_caller(f"training targets: clipped {clipped} ground-truth segment(s) to their video's "
+                           f"[0, duration] and dropped {dropped} zero-length segment(s) (start == end after "
+                           f"clipping)", AnnotationWarning)
         return segments, labels
 
     @property
@@ -221,6 +249,17 @@ class FeatureDataset(torch.utils.data.Dataset):
             "labels": self._labels[video_id].clone(),
             "duration": video.duration,
         }
+
+
+def _check_file_names(video_ids) -> None:
+    """Every id must name a file inside the feature folder: no separator, not "." or "..", no NUL byte."""
+    separators = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    bad = [video_id for video_id in video_ids
+           if video_id in ("", ".", "..") or "\0" in video_id or any(sep in video_id for sep in separators)]
+    if bad:
+        raise ValueError(f"{len(bad)} video id(s) are not plain file names, e.g. {bad[:3]}; features are read from "
+                         f"feature_dir/<video id>.npy, and an id with a folder separator or '..' would read a file "
+                         f"outside feature_dir: rename the videos in the ground truth")
 
 
 def _is_loaded(ground_truth) -> bool:

@@ -7,7 +7,7 @@ Ground truth (ActivityNet-1.3 and the common THUMOS14 conversion use this schema
                              "annotations": [{"segment": [12.3, 20.0], "label": "Long jump"}, ...],
                              ...}}}                              # extra fields (url, resolution, labelIndex) ignored
 
-Results (what a detector writes and ``tadlab.eval`` reads)::
+Results (what a detector writes and ``tadlab.eval`` reads; proposals may leave out ``label``)::
 
     {"version": "...", "external_data": {...},                   # optional
      "results": {VIDEO_ID: [{"segment": [12.0, 19.5], "label": "Long jump", "score": 0.93}, ...]}}
@@ -15,32 +15,34 @@ Results (what a detector writes and ``tadlab.eval`` reads)::
 Times are seconds. Each video is held as a frozen dataclass with numpy arrays (:class:`VideoAnnotations`,
 :class:`VideoDetections`); both compare equal field by field, so ``load(save(x)) == x`` can be checked.
 
-Validation names the video and the field: missing fields, wrong types, ``start > end``, negative, NaN or
-infinite times, non-finite scores, ``duration <= 0``. One quirk of real annotations is tolerated but said:
-ground-truth segments that start inside the video but end past its ``duration`` (the duration in the metadata is
-often a little short) are clipped to the duration, with one :class:`AnnotationWarning` that counts them. A segment
-that starts at or after the end of the video is an error. Zero-length segments (``start == end``) are kept.
+Reading goes through :mod:`tadlab.data.tables` (vectorised; every error names the video, row and field; files are
+read by :mod:`tadlab.data.jsonio`). Times are kept exactly as written: real files hold annotations that end or
+start past their video's duration, start below 0, repeat or have zero length, and the official evaluation scores
+them as they are, so tadlab loads them and says so in one :class:`AnnotationWarning` per kind. What no real file
+holds is an error: ``start > end``, NaN or infinite times, non-numbers, ``duration <= 0``.
+Training targets need segments inside the video: :meth:`VideoAnnotations.clipped` gives them.
 """
 from __future__ import annotations
 
 import json
 import math
 import numbers
-import os
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tadlab.data.jsonio import is_path
+from tadlab.data.tables import AnnotationWarning, read_ground_truth, read_results, real_number
 
-class AnnotationWarning(UserWarning):
-    """A quirk of real annotation data that was tolerated (and changed) on loading."""
+__all__ = ["AnnotationWarning", "VideoAnnotations", "VideoDetections", "as_ground_truth", "class_names_of",
+           "detections_to_results", "ground_truth_to_json", "load_ground_truth", "load_results", "results_to_json",
+           "save_ground_truth", "save_results"]
 
 
 def _segments_array(segments, owner: str) -> np.ndarray:
-    """Coerce to a read-only float64 ``(N, 2)`` array of finite, non-negative ``[start, end]`` with start <= end."""
+    """Coerce to a read-only float64 ``(N, 2)`` array of finite ``[start, end]`` with start <= end."""
     array = np.array(segments, dtype=np.float64, copy=True)
     if array.size == 0:
         array = array.reshape(0, 2)
@@ -50,10 +52,6 @@ def _segments_array(segments, owner: str) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{owner}: segments[{i}] must be finite seconds, got {array[i].tolist()}")
-    bad = (array < 0).any(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{owner}: segments[{i}] must not be negative, got {array[i].tolist()}")
     bad = array[:, 0] > array[:, 1]
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -79,9 +77,10 @@ def _check_video_id(video_id) -> None:
 
 @dataclass(frozen=True, eq=False)
 class VideoAnnotations:
-    """Ground truth of one video, in seconds.
+    """Ground truth of one video, in seconds, as written in its file.
 
-    segments: float64 ``(N, 2)`` ``[start, end]`` with ``0 <= start <= end <= duration``; labels: N class names.
+    segments: float64 ``(N, 2)`` ``[start, end]`` with ``start <= end`` (real files also hold segments that reach
+    past ``duration`` or below 0: kept, see :meth:`clipped`); labels: N class names.
     """
 
     video_id: str
@@ -95,17 +94,22 @@ class VideoAnnotations:
         owner = f"video {self.video_id!r}"
         if not isinstance(self.subset, str):
             raise TypeError(f"{owner}: subset must be a str, got {type(self.subset).__name__} {self.subset!r}")
-        duration = _real(self.duration, f"{owner}, field 'duration'")
+        duration = real_number(self.duration, f"{owner}, field 'duration'")
         if duration <= 0:
             raise ValueError(f"{owner}, field 'duration': must be > 0 seconds, got {duration!r}")
         segments = _segments_array(self.segments, owner)
-        past = segments[:, 1] > duration
-        if past.any():
-            i = int(np.flatnonzero(past)[0])
-            raise ValueError(f"{owner}: segments[{i}] = {segments[i].tolist()} ends past the duration {duration!r}")
         object.__setattr__(self, "duration", duration)
         object.__setattr__(self, "segments", segments)
         object.__setattr__(self, "labels", _labels_tuple(self.labels, len(segments), owner))
+
+    def clipped(self) -> VideoAnnotations:
+        """The same video with every segment clipped to ``[0, duration]`` (what a training target needs).
+
+        A segment that starts at or after the end of the video becomes ``[duration, duration]`` (zero length);
+        callers building targets drop zero-length segments. Evaluation never clips (the official code does not).
+        """
+        return VideoAnnotations(self.video_id, self.subset, self.duration, np.clip(self.segments, 0.0, self.duration),
+                                self.labels)
 
     def __eq__(self, other):
         if not isinstance(other, VideoAnnotations):
@@ -119,7 +123,8 @@ class VideoAnnotations:
 class VideoDetections:
     """Detections of one video, in seconds.
 
-    segments: float64 ``(M, 2)`` ``[start, end]``; scores: float64 ``(M,)``; labels: M class names.
+    segments: float64 ``(M, 2)`` ``[start, end]`` with ``start <= end`` (a start below 0 is kept, as the official
+    evaluation scores it); scores: float64 ``(M,)``; labels: M class names.
     """
 
     video_id: str
@@ -153,156 +158,30 @@ class VideoDetections:
         )
 
 
-# ---------------------------------------------------------------- reading JSON, field by field
-def _real(value, where: str) -> float:
-    """A finite real number (bool is not a number here)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{where}: expected a finite number, got {value!r}")
-    return value
-
-
-def _field(entry: Mapping, name: str, kind, where: str):
-    if name not in entry:
-        raise ValueError(f"{where}: missing field {name!r} (fields present: {sorted(entry)})")
-    value = entry[name]
-    if kind is not None and not isinstance(value, kind):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise TypeError(f"{where}, field {name!r}: expected {expected}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _segment(entry: Mapping, where: str) -> tuple[float, float]:
-    value = _field(entry, "segment", (list, tuple, np.ndarray), where)
-    if len(value) != 2:
-        raise ValueError(f"{where}, field 'segment': expected [start, end], got {list(value)!r}")
-    start = _real(value[0], f"{where}, field 'segment' start")
-    end = _real(value[1], f"{where}, field 'segment' end")
-    if start < 0 or end < 0:
-        raise ValueError(f"{where}, field 'segment': times must not be negative, got [{start!r}, {end!r}]")
-    if start > end:
-        raise ValueError(f"{where}, field 'segment': start > end, got [{start!r}, {end!r}]; expected [start, end]")
-    return start, end
-
-
-def _read_json(source, top_key: str, what: str) -> Mapping:
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{what} file {str(path)!r} is not valid JSON: {exc}") from exc
-    elif isinstance(source, Mapping):
-        data = source
-    else:
-        raise TypeError(f"{what} source must be a path or a dict, got {type(source).__name__}")
-    if not isinstance(data, Mapping) or top_key not in data:
-        keys = sorted(data) if isinstance(data, Mapping) else type(data).__name__
-        raise ValueError(f"{what} must be a JSON object with a {top_key!r} key, got {keys}")
-    if not isinstance(data[top_key], Mapping):
-        raise TypeError(f"{what} field {top_key!r} must be an object video id -> entry, "
-                        f"got {type(data[top_key]).__name__}")
-    return data[top_key]
-
-
-_PLAIN_NUMBERS = (int, float)  # what json.loads gives; bool is a type of its own and stays out
-
-
-def _rows_fast(rows, with_score: bool):
-    """Vectorised reading of a well-formed list of plain-JSON rows; None when any row needs the checked path.
-
-    Checks only types here; values (finite, order, sign) are checked on the arrays. Exists for speed: a results
-    file of 100,000 detections is read in a fraction of the time the field-by-field path takes.
-    """
-    try:
-        if not all(type(row) is dict for row in rows):
-            return None
-        segments = [row["segment"] for row in rows]
-        labels = [row["label"] for row in rows]
-        scores = [row["score"] for row in rows] if with_score else []
-    except KeyError:
-        return None
-    if not (all(type(seg) in (list, tuple) and len(seg) == 2 for seg in segments)
-            and all(type(value) in _PLAIN_NUMBERS for seg in segments for value in seg)
-            and all(type(label) is str for label in labels)
-            and all(type(score) in _PLAIN_NUMBERS for score in scores)):
-        return None
-    segment_array = np.array(segments, dtype=np.float64).reshape(-1, 2)
-    score_array = np.array(scores, dtype=np.float64)
-    if not (np.isfinite(segment_array).all() and np.isfinite(score_array).all() and (segment_array >= 0).all()
-            and (segment_array[:, 0] <= segment_array[:, 1]).all()):
-        return None
-    return segment_array, labels, score_array
-
-
-def _rows_checked(rows, where: str, row_name: str, with_score: bool):
-    """Field-by-field reading of a list of rows; raises naming the video, row and field of the first problem."""
-    segments, labels, scores = [], [], []
-    for j, row in enumerate(rows):
-        at = f"{where}, {row_name}[{j}]"
-        if not isinstance(row, Mapping):
-            fields = "segment, label, score" if with_score else "segment and label"
-            raise TypeError(f"{at}: expected an object with {fields}, got {type(row).__name__}")
-        segments.append(_segment(row, at))
-        labels.append(_field(row, "label", str, at))
-        if with_score:
-            scores.append(_real(_field(row, "score", None, at), f"{at}, field 'score'"))
-    return np.array(segments, dtype=np.float64).reshape(-1, 2), labels, np.array(scores, dtype=np.float64)
-
-
-def _read_rows(rows, where: str, row_name: str, with_score: bool):
-    """(segments (N, 2) float64, labels list[str], scores (N,) float64 or empty) of a validated list of rows."""
-    if not isinstance(rows, (list, tuple)):
-        raise TypeError(f"{where}: expected a list of {row_name}, got {type(rows).__name__}")
-    return _rows_fast(rows, with_score) or _rows_checked(rows, where, row_name, with_score)
+# ---------------------------------------------------------------- loading
+def _split(video_ids, video: np.ndarray) -> list[tuple[int, int]]:
+    """Row range [a, b) of each video of a table (rows are grouped by video, in file order)."""
+    bounds = np.searchsorted(video, np.arange(len(video_ids) + 1)).tolist()
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def load_ground_truth(source) -> dict[str, VideoAnnotations]:
     """Read and validate ActivityNet-style ground truth from a path or an already-parsed dict.
 
-    Returns video id -> :class:`VideoAnnotations` in the file's order. Segments that start inside the video and
-    end past its duration are clipped to it, with one :class:`AnnotationWarning` that counts them.
+    Returns video id -> :class:`VideoAnnotations` in the file's order, times as written (one
+    :class:`AnnotationWarning` per kind of quirk, see :mod:`tadlab.data.tables`).
     """
-    database = _read_json(source, "database", "ground truth")
-    videos, clipped = {}, []
-    for video_id, entry in database.items():
-        where = f"ground truth video {video_id!r}"
-        if not isinstance(entry, Mapping):
-            raise TypeError(f"{where}: expected an object with subset, duration, annotations, "
-                            f"got {type(entry).__name__}")
-        subset = _field(entry, "subset", str, where)
-        duration = _real(_field(entry, "duration", None, where), f"{where}, field 'duration'")
-        if duration <= 0:
-            raise ValueError(f"{where}, field 'duration': must be > 0 seconds, got {duration!r}")
-        annotations = _field(entry, "annotations", None, where)
-        if not isinstance(annotations, (list, tuple)):
-            raise TypeError(f"{where}, field 'annotations': expected a list, got {type(annotations).__name__}")
-        segments, labels, _ = _read_rows(annotations, where, "annotations", with_score=False)
-        outside = np.flatnonzero(segments[:, 0] >= duration)
-        if len(outside):
-            j = int(outside[0])
-            raise ValueError(f"{where}, annotations[{j}], field 'segment': starts at {float(segments[j, 0])!r} s, "
-                             f"at or after the end of the video (duration {duration!r} s); expected start < duration")
-        past = segments[:, 1] > duration
-        if past.any():
-            clipped += [(float(end - duration), video_id) for end in segments[past, 1]]
-            segments[past, 1] = duration
-        videos[video_id] = VideoAnnotations(video_id, subset, duration, segments, labels)
-    if clipped:
-        overshoot, worst = max(clipped)
-        warnings.warn(
-            f"clipped {len(clipped)} ground-truth segment(s) that end past their video's duration "
-            f"(largest overshoot {overshoot:.3g} s, in video {worst!r})", AnnotationWarning, stacklevel=2)
-    return videos
+    table = read_ground_truth(source)
+    return {video_id: VideoAnnotations(video_id, subset, duration, table.segments[a:b], table.labels[a:b])
+            for video_id, subset, duration, (a, b) in zip(table.video_ids, table.subsets, table.durations.tolist(),
+                                                          _split(table.video_ids, table.video))}
 
 
 def as_ground_truth(source) -> dict[str, VideoAnnotations]:
     """Ground truth from a path, an ActivityNet JSON dict, or an already loaded dict of VideoAnnotations (kept)."""
     if isinstance(source, Mapping) and source and all(isinstance(v, VideoAnnotations) for v in source.values()):
         return dict(source)
-    if not isinstance(source, (str, os.PathLike, Mapping)):
+    if not (is_path(source) or isinstance(source, Mapping)):
         raise TypeError(f"ground_truth must be a path, an ActivityNet JSON dict or a dict of VideoAnnotations, "
                         f"got {type(source).__name__}")
     return load_ground_truth(source)
@@ -313,12 +192,9 @@ def load_results(source) -> dict[str, VideoDetections]:
 
     Returns video id -> :class:`VideoDetections` in the file's order (detections in their given order).
     """
-    entries = _read_json(source, "results", "results")
-    videos = {}
-    for video_id, detections in entries.items():
-        segments, labels, scores = _read_rows(detections, f"results video {video_id!r}", "detections", with_score=True)
-        videos[video_id] = VideoDetections(video_id, segments, scores, labels)
-    return videos
+    table = read_results(source)
+    return {video_id: VideoDetections(video_id, table.segments[a:b], table.scores[a:b], table.labels[a:b])
+            for video_id, (a, b) in zip(table.video_ids, _split(table.video_ids, table.video))}
 
 
 # ---------------------------------------------------------------- writing JSON
@@ -437,7 +313,7 @@ def detections_to_results(detections: Sequence[Mapping], video_ids: Sequence[str
 
 def class_names_of(videos) -> list[str]:
     """Sorted unique labels of ground truth (dict of :class:`VideoAnnotations`, a JSON dict, or a path)."""
-    if isinstance(videos, (str, os.PathLike)) or (isinstance(videos, Mapping) and "database" in videos):
+    if is_path(videos) or (isinstance(videos, Mapping) and "database" in videos):
         videos = load_ground_truth(videos)
     values: Iterable = videos.values() if isinstance(videos, Mapping) else videos
     names = set()

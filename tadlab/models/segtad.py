@@ -1,0 +1,452 @@
+"""SegTAD: temporal action detection as 1D semantic segmentation (Zhao et al., SegTAD), read top to bottom.
+
+Every snippet gets a class (K actions + background), learnt from frame labels that the annotations give for free
+(Sec. 3.2.3). An hourglass 1D semantic segmentation network (1D-SSN) produces those per-snippet classes and the
+features Y; a proposal detection network (PDN, ``segtad_pdn.py``) scores the proposals of a sparse pattern on Y.
+
+    features (B, C, T) -- padded on the right to a multiple of 8 by repeating the last snippet --
+        -> encoder: 3 x [Conv1D(k=3, s=2) + ReLU] -> X' (B, C', T/8); the second layer's output (B, C', T/4)
+           feeds the highway
+        -> PAG (Eq. 2): [GC: edge conv on the kNN graph of X' | AC: 4 atrous convs | GP: global average pool,
+           spread back over T/8], concatenated, Conv1D(k=1) + ReLU -> (B, C', T/8)
+        -> decoder: linear upsampling to T; highway = Conv1D(k=1) + BatchNorm + ReLU on the second encoder layer,
+           upsampled to T; concatenated, Conv1D(k=3) + ReLU -> Y (B, C', T)
+        -> segmentation head: Conv1D(k=1) -> logits (B, K+1, T), softmax = p_t (Eq. 3), background at index K
+        -> start and end heads (Eq. 6-7): Conv1D(k=3) + ReLU + Conv1D(k=1) + sigmoid -> (B, T) each
+           (Y and the heads' outputs are cropped back to the input's T)
+        -> PDN on Y -> s1 (tIoU) and s2 (actionness) per proposal (Eq. 9)
+
+Loss (Eq. 11): L = seg_weight L_seg (Eq. 4) + det_weight L_det (Eq. 10) + aux_weight L_aux (Eq. 5), all weights 1
+as in the paper. Inference (Sec. 3.4): s1 x s2, Soft-NMS, the top 100; each kept proposal takes the action class
+with the highest mean segmentation probability over its snippets, and its score is multiplied by that probability.
+
+Choices the paper leaves open, and deviations (the notebook repeats them):
+- Sizes. The paper runs T = 1000 snippets (ActivityNet); our worlds have T = 100-128, so the encoded length is
+  13-16, not 125. Dilations scale with it: d_b = max(round(d_b^paper T'/125), d_{b-1} + 1), d^paper = (1, 10, 20,
+  30), T' = ceil(T/8) (:func:`scaled_dilations`), giving (1, 10, 20, 30) at T' = 125 and (1, 2, 3, 4) at 13-16.
+- T not a multiple of 8: padded on the right by repeating the last snippet (at most 7), and every output cropped
+  back to T. The paper's T = 1000 needs no padding.
+- The snippet graph's K (``graph_k`` = 4) is not given for the 1D-SSN; 4 is the PDN's K. The graph and the edge
+  convolution follow :mod:`tadlab.models.graph` (a node is not its own neighbour; A's rows divided by K; W is
+  2C' x C', the printed C' x C' is a slip).
+- Each atrous branch is a Conv1D(k=3, dilation d) + ReLU; the global path is average pooling, spread back over
+  T/8 (upsampling a single value is a copy), with no convolution of its own: the fusing 1x1 conv mixes it.
+- The decoder upsamples both the PAG output and the highway to T before the 3-wide conv (the paper does not say
+  at which resolution they meet); the fusing conv is followed by a ReLU.
+- Eq. 5 prints the end term with "=" instead of "+": L_aux is the sum of the start and the end binary
+  cross-entropies, each a mean over snippets (labels: the first and the last snippet of each instance).
+- L_r (the L2 norm of the weights, lambda_3 = 1) is left to the optimiser's weight decay (``fit(weight_decay=)``).
+- The paper multiplies by an external video classifier's top-1 (or top-2) class scores; there is none here, so the
+  class comes from the segmentation output over the proposal (``top_classes`` = 2 keeps the two best).
+- Training is joint, as in the paper (``stage="joint"``, Sec. 3.4). ``stage="ssn"`` trains the 1D-SSN alone
+  (L_seg + L_aux) and ``stage="pdn"`` the PDN alone on a frozen 1D-SSN (L_det only, BatchNorm in eval mode).
+- ``detect(decoding="segmentation")`` decodes the segmentation output alone, without the PDN (the ablation "1D-SSN
+  alone vs 1D-SSN + PDN"): see :func:`decode_segmentation`.
+- The PDN returns no boundary refinement (Sec. 3.1 mentions one; Sec. 3.3 defines none).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tadlab.models.graph import EdgeConv, knn_graph
+from tadlab.models.segtad_pdn import ProposalDetectionNetwork, deduplicate, sample_neighbourhoods
+from tadlab.utils import check_choice
+
+PAPER_DILATIONS = (1, 10, 20, 30)  # Table 6's best, at the encoded length 1000 / 8 = 125
+PAPER_ENCODED_LENGTH = 125
+ENCODER_LAYERS = 3  # L = 3: the encoder divides T by 2^L = 8
+STRIDE = 2 ** ENCODER_LAYERS
+STAGES = ("joint", "ssn", "pdn")
+DEFAULT_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))  # segmentation decoding: 0.1, ..., 0.9
+
+
+@dataclass
+class SegTADConfig:
+    """Every knob of :class:`SegTAD` (defaults: the paper's where it gives one)."""
+
+    feature_dim: int                    # C, input feature width
+    num_classes: int                    # K actions; the segmentation head has K + 1 outputs, background last
+    num_snippets: int                   # T; the sparse proposal pattern is built for it
+    hidden: int = 256                   # C', the width of every layer (the paper gives none)
+    dilations: tuple | None = None      # atrous dilations; None: scaled_dilations(ceil(T / 8))
+    atrous: bool = True                 # PAG branches: AC (atrous convolutions) ...
+    graph: bool = True                  # ... GC (edge convolution on the dynamic snippet graph) ...
+    global_pool: bool = True            # ... GP (global average pooling)
+    graph_k: int = 4                    # neighbours per snippet in the dynamic graph (the paper's K, not classes)
+    eta: int = 8                        # step of the sparse proposal pattern (Eq. 8)
+    max_duration: int | None = None     # longest proposal in snippets (None: T)
+    proposal_samples: int = 8           # points sampled along each proposal
+    proposal_context: float = 0.25      # fraction of its length sampled beyond each end of a proposal
+    pdn_graph: bool = True              # edge convolutions in the PDN (False: per-proposal linear layers, Table 7)
+    pdn_k: int = 4                      # K, neighbours per proposal (and per seed in the sampling)
+    pdn_layers: int = 3                 # edge-convolution layers in the PDN
+    seeds: int = 50                     # M0 seed proposals per video in training
+    iou_threshold: float = 0.5          # tau: a proposal is positive when its best tIoU exceeds it
+    seg_weight: float = 1.0             # the weight of L_seg (0: Table 3's "without segmentation loss")
+    det_weight: float = 1.0             # lambda_1
+    aux_weight: float = 1.0             # lambda_2
+
+    def __post_init__(self):
+        for name in ("feature_dim", "num_classes", "num_snippets", "hidden", "graph_k", "eta", "proposal_samples",
+                     "pdn_k", "pdn_layers", "seeds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not (self.atrous or self.graph or self.global_pool):
+            raise ValueError("at least one PAG branch must be on: atrous, graph or global_pool, got all False")
+        if self.num_snippets < STRIDE:
+            raise ValueError(f"num_snippets must be at least {STRIDE} (the encoder divides T by 2^3), "
+                             f"got {self.num_snippets}")
+        if self.graph and self.graph_k >= self.encoded_length:
+            raise ValueError(f"num_snippets={self.num_snippets} encodes to ceil(T/8) = {self.encoded_length} "
+                             f"snippets, too few for graph_k={self.graph_k} neighbours each; use num_snippets >= "
+                             f"{STRIDE * (self.graph_k + 1)} or a smaller graph_k")
+        if self.dilations is None:
+            self.dilations = scaled_dilations(self.encoded_length)
+        self.dilations = tuple(self.dilations)
+        if not self.dilations or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.dilations):
+            raise ValueError(f"dilations must be a non-empty tuple of positive ints, got {self.dilations!r}")
+        if self.max_duration is not None and (isinstance(self.max_duration, bool)
+                                              or not isinstance(self.max_duration, int) or self.max_duration < 1):
+            raise ValueError(f"max_duration must be None or a positive int, got {self.max_duration!r}")
+        if not 0 <= self.proposal_context < 10:
+            raise ValueError(f"proposal_context must be in [0, 10), got {self.proposal_context!r}")
+        if not 0 <= self.iou_threshold <= 1:
+            raise ValueError(f"iou_threshold must be in [0, 1], got {self.iou_threshold!r}")
+        for name in ("seg_weight", "det_weight", "aux_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+    @property
+    def encoded_length(self) -> int:
+        """T' = ceil(T / 8), the length the PAG module sees."""
+        return math.ceil(self.num_snippets / STRIDE)
+
+
+def scaled_dilations(encoded_length: int, paper=PAPER_DILATIONS, paper_length: int = PAPER_ENCODED_LENGTH):
+    """The paper's dilations, scaled from its encoded length (1000 / 8 = 125) to ``encoded_length``.
+
+    d_b = max(round(d_b^paper * T' / 125), d_{b-1} + 1): the same fractions of the sequence, kept distinct and at
+    least 1. 125 -> (1, 10, 20, 30); 13 (T = 100) and 16 (T = 128) -> (1, 2, 3, 4); 50 -> (1, 4, 8, 12).
+    """
+    dilations = []
+    for d in paper:
+        scaled = max(1, round(d * encoded_length / paper_length))
+        dilations.append(max(scaled, dilations[-1] + 1) if dilations else scaled)
+    return tuple(dilations)
+
+
+# ---------------------------------------------------------------------------------------------------- 1D-SSN
+class PAG(nn.Module):
+    """Parallel atrous and graph convolutions (Sec. 3.2.2, Eq. 1-2): (B, C', T') -> (B, C', T'), and the snippet
+    graph it used (B, T', graph_k) (None without the graph branch)."""
+
+    def __init__(self, config: SegTADConfig):
+        super().__init__()
+        hidden = config.hidden
+        self.graph_k = config.graph_k
+        self.edge_conv = EdgeConv(hidden, hidden) if config.graph else None
+        self.atrous = nn.ModuleList(nn.Conv1d(hidden, hidden, kernel_size=3, padding=d, dilation=d)
+                                    for d in config.dilations) if config.atrous else nn.ModuleList()
+        self.global_pool = config.global_pool
+        branches = int(config.graph) + len(self.atrous) + int(config.global_pool)
+        self.fuse = nn.Conv1d(branches * hidden, hidden, kernel_size=1)
+
+    def forward(self, encoded: torch.Tensor):
+        branches, neighbours = [], None
+        if self.edge_conv is not None:  # X_GC (Eq. 1) on the graph of the K most similar snippets
+            neighbours = knn_graph(encoded, self.graph_k)  # (B, T', K)
+            branches.append(self.edge_conv(encoded.transpose(1, 2), neighbours).transpose(1, 2))
+        branches += [torch.relu(conv(encoded)) for conv in self.atrous]  # X_AC^1 .. X_AC^B
+        if self.global_pool:  # X_GP: one value per channel, spread back over T'
+            branches.append(encoded.mean(dim=2, keepdim=True).expand_as(encoded))
+        return torch.relu(self.fuse(torch.cat(branches, dim=1))), neighbours
+
+
+class SSN1D(nn.Module):
+    """The 1D semantic segmentation network: features (B, C, T) -> dict of ``features`` Y (B, C', T), ``logits``
+    (B, K+1, T), ``start_logits`` and ``end_logits`` (B, T), ``snippet_graph`` (B, ceil(T/8), graph_k) or None.
+
+    Accepts any T >= 8 (the pattern's T is fixed by :class:`SegTAD`, not here).
+    """
+
+    def __init__(self, config: SegTADConfig):
+        super().__init__()
+        channels, hidden = config.feature_dim, config.hidden
+        self.encoder = nn.ModuleList(
+            nn.Conv1d(channels if i == 0 else hidden, hidden, kernel_size=3, stride=2, padding=1)
+            for i in range(ENCODER_LAYERS))
+        self.pag = PAG(config)
+        self.highway = nn.Sequential(nn.Conv1d(hidden, hidden, kernel_size=1), nn.BatchNorm1d(hidden), nn.ReLU())
+        self.decoder_fuse = nn.Conv1d(2 * hidden, hidden, kernel_size=3, padding=1)
+        self.segmentation_head = nn.Conv1d(hidden, config.num_classes + 1, kernel_size=1)  # W_seg (Eq. 3)
+
+        def boundary_head():  # Eq. 6-7: Conv1d(k=3) + ReLU, then the linear w_2 (a 1x1 conv)
+            return nn.Sequential(nn.Conv1d(hidden, hidden, kernel_size=3, padding=1), nn.ReLU(),
+                                 nn.Conv1d(hidden, 1, kernel_size=1))
+
+        self.start_head, self.end_head = boundary_head(), boundary_head()
+
+    def forward(self, features: torch.Tensor) -> dict:
+        length = features.shape[2]
+        padded_length = math.ceil(length / STRIDE) * STRIDE
+        x = F.pad(features, (0, padded_length - length), mode="replicate") if padded_length > length else features
+        for i, conv in enumerate(self.encoder):  # (B, C', T/2), (B, C', T/4), (B, C', T/8)
+            x = torch.relu(conv(x))
+            if i == 1:
+                low_level = x  # the highway's input, (B, C', T/4)
+        context, neighbours = self.pag(x)  # (B, C', T/8)
+        upsampled = F.interpolate(context, size=padded_length, mode="linear", align_corners=False)
+        highway = F.interpolate(self.highway(low_level), size=padded_length, mode="linear", align_corners=False)
+        y = torch.relu(self.decoder_fuse(torch.cat([upsampled, highway], dim=1)))  # Y (B, C', T padded)
+        return {"features": y[..., :length], "logits": self.segmentation_head(y)[..., :length],
+                "start_logits": self.start_head(y)[:, 0, :length], "end_logits": self.end_head(y)[:, 0, :length],
+                "snippet_graph": neighbours}
+
+
+# ---------------------------------------------------------------------------------------------------- SegTAD
+class SegTAD(nn.Module):
+    """SegTAD = 1D-SSN + PDN. Arguments: the fields of :class:`SegTADConfig`, plus ``stage``
+    ("joint", "ssn" or "pdn": which parts train, settable later as ``model.stage``).
+
+    ``forward(features (B, C, T))`` returns a dict: ``logits`` and ``probs`` (B, K+1, T) (segmentation),
+    ``start`` and ``end`` (B, T) (sigmoid) with their ``start_logits``/``end_logits``, ``features`` Y (B, C', T),
+    ``snippet_graph`` (B, ceil(T/8), graph_k) int64 or None; in eval mode (and unless ``stage="ssn"``) also the PDN
+    on every proposal: ``proposals`` (P, 2), ``proposal_logits`` (B, P, 2), ``iou_scores`` s1 and ``action_scores``
+    s2 (B, P). In training mode the PDN runs in :meth:`loss`, on sampled neighbourhoods.
+    """
+
+    def __init__(self, feature_dim: int, num_classes: int, num_snippets: int, *, stage: str = "joint", **config):
+        super().__init__()
+        self.config = SegTADConfig(feature_dim, num_classes, num_snippets, **config)
+        cfg = self.config
+        self.feature_dim, self.num_classes, self.num_snippets = feature_dim, num_classes, num_snippets
+        self.ssn = SSN1D(cfg)
+        self.pdn = ProposalDetectionNetwork(cfg.hidden, num_snippets, cfg.eta, cfg.max_duration,
+                                            cfg.proposal_samples, cfg.proposal_context, cfg.pdn_graph, cfg.pdn_k,
+                                            cfg.pdn_layers)
+        self.stage = stage
+
+    @property
+    def stage(self) -> str:
+        return self._stage
+
+    @stage.setter
+    def stage(self, value: str) -> None:
+        check_choice("stage", value, set(STAGES))
+        self._stage = value
+        self.train(self.training)  # "pdn" keeps the 1D-SSN's BatchNorm in eval mode
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if getattr(self, "_stage", None) == "pdn":
+            self.ssn.eval()  # frozen: its running statistics stay as the "ssn" stage left them
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, features: torch.Tensor) -> dict:
+        if not isinstance(features, torch.Tensor):
+            raise TypeError(f"features must be a torch.Tensor (B, C, T), got {type(features).__name__}")
+        if features.dim() != 3 or features.shape[1] != self.feature_dim or features.shape[2] != self.num_snippets:
+            raise ValueError(f"features must have shape (B, {self.feature_dim}, {self.num_snippets}) "
+                             f"(B, feature_dim, num_snippets), got {tuple(features.shape)}")
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.stage != "pdn"):
+            outputs = self.ssn(features)
+        outputs["probs"] = outputs["logits"].softmax(dim=1)
+        outputs["start"], outputs["end"] = torch.sigmoid(outputs["start_logits"]), torch.sigmoid(outputs["end_logits"])
+        if not self.training and self.stage != "ssn":
+            logits = self.pdn(outputs["features"])  # (B, P, 2)
+            outputs.update(proposals=self.pdn.proposals, proposal_logits=logits,
+                           iou_scores=torch.sigmoid(logits[..., 0]), action_scores=torch.sigmoid(logits[..., 1]))
+        return outputs
+
+    # ------------------------------------------------------------------ cost
+    def cost(self, batch_size: int = 1) -> dict:
+        """Parameter count and forward FLOPs in eval mode, the PDN scoring all P proposals
+        (``torch.utils.flop_counter``, one multiply-add = 2 FLOPs). Returns ``{"params": int, "flops": int}``."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        parameter = next(self.parameters())
+        dummy = torch.zeros(batch_size, self.feature_dim, self.num_snippets, device=parameter.device,
+                            dtype=parameter.dtype)
+        was_training = self.training
+        self.eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            self(dummy)
+        self.train(was_training)
+        return {"params": sum(p.numel() for p in self.parameters()), "flops": counter.get_total_flops()}
+
+    # ------------------------------------------------------------------ loss
+    def targets(self, batch: dict) -> dict:
+        """Targets from a collated batch: ``frames`` (B, T, K+1) one-hot (Eq. 4), ``starts``/``ends`` (B, T)
+        (Eq. 5), ``proposal_iou`` h_reg and ``proposal_positive`` h_cls (B, P) (Eq. 10)."""
+        from tadlab.labels import boundary_labels, frame_labels, sparse_proposal_targets
+
+        segments, labels = batch["segments"], batch["labels"]
+        cfg = self.config
+        frames = frame_labels(segments, labels, self.num_snippets, self.num_classes)
+        starts, ends = boundary_labels(segments, self.num_snippets, labels=labels)
+        proposals = sparse_proposal_targets(segments, self.num_snippets, cfg.eta, cfg.iou_threshold, labels=labels,
+                                            max_duration=cfg.max_duration)
+        return {"frames": frames, "starts": starts, "ends": ends, "proposal_iou": proposals["iou"],
+                "proposal_positive": proposals["positive"]}
+
+    def loss(self, outputs: dict, batch: dict) -> dict:
+        """L = seg_weight L_seg + det_weight L_det + aux_weight L_aux (Eq. 11 without L_r), over the stage's terms.
+
+        L_seg (Eq. 4): cross-entropy of the segmentation against the frame labels, mean over snippets and videos.
+        L_aux (Eq. 5): BCE of the start plus BCE of the end probabilities, each a mean over snippets and videos.
+        L_det (Eq. 10): on M0 (1 + K + K^2) sampled proposals per video, MSE of s1 against h_reg (tIoU) plus BCE
+        of s2 against h_cls = 1(h_reg > tau). Returns ``total``, ``segmentation``, ``auxiliary``, ``detection``,
+        ``regression``, ``classification`` (terms a stage skips are 0) and ``positive``, the fraction of positive
+        proposals in the sampled lists.
+        """
+        logits = outputs["logits"]
+        batch = {k: v.to(logits.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        targets = self.targets(batch)
+        cfg, zero = self.config, logits.new_zeros(())
+        segmentation = auxiliary = regression = classification = positive_fraction = zero
+        if self.stage != "pdn":
+            segmentation = F.cross_entropy(logits, targets["frames"].transpose(1, 2).to(logits.dtype))
+            auxiliary = (F.binary_cross_entropy_with_logits(outputs["start_logits"], targets["starts"].to(logits.dtype))
+                         + F.binary_cross_entropy_with_logits(outputs["end_logits"], targets["ends"].to(logits.dtype)))
+        if self.stage != "ssn":
+            positive = targets["proposal_positive"]
+            ids = sample_neighbourhoods(positive, self.pdn.neighbour_table, cfg.seeds, cfg.pdn_k)  # (B, S)
+            ids, multiplicity = deduplicate(ids, self.pdn.num_proposals)  # the same loss, each proposal once
+            features = outputs["features"] if self.stage == "joint" else outputs["features"].detach()
+            scores = self.pdn(features, ids)  # (B, U, 2)
+            weight = multiplicity.to(scores.dtype) / multiplicity.sum()  # the list's mean, repeats counted
+            iou_target = targets["proposal_iou"].gather(1, ids).to(scores.dtype)
+            positive_target = positive.gather(1, ids).to(scores.dtype)
+            regression = (weight * (torch.sigmoid(scores[..., 0]) - iou_target) ** 2).sum()
+            classification = (weight * F.binary_cross_entropy_with_logits(scores[..., 1], positive_target,
+                                                                          reduction="none")).sum()
+            positive_fraction = (weight * positive_target).sum()
+        detection = regression + classification
+        total = cfg.seg_weight * segmentation + cfg.det_weight * detection + cfg.aux_weight * auxiliary
+        return {"total": total, "segmentation": segmentation, "auxiliary": auxiliary, "detection": detection,
+                "regression": regression, "classification": classification, "positive": positive_fraction}
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def detect(self, outputs: dict, *, decoding: str | None = None, top_k: int = 100, top_classes: int = 1,
+               thresholds=DEFAULT_THRESHOLDS, nms: dict | None = None) -> list[dict]:
+        """Detections per video: ``decoding="proposals"`` (the paper, :func:`decode_proposals`) or
+        ``"segmentation"`` (the 1D-SSN alone, :func:`decode_segmentation`, which uses ``thresholds``);
+        None picks "segmentation" when ``stage="ssn"`` (no trained PDN), else "proposals"."""
+        if decoding is None:
+            decoding = "segmentation" if self.stage == "ssn" else "proposals"
+        check_choice("decoding", decoding, {"proposals", "segmentation"})
+        probs = outputs["probs"].float()  # float32 whatever autocast made: segment ends up to T stay exact
+        if decoding == "segmentation":
+            return decode_segmentation(probs, thresholds=thresholds, top_k=top_k, nms=nms)
+        if "iou_scores" not in outputs:
+            raise ValueError("outputs have no PDN scores: decoding='proposals' needs the outputs of an eval-mode "
+                             "forward (model.eval()) with stage 'joint' or 'pdn'")
+        scores = outputs["iou_scores"].float() * outputs["action_scores"].float()  # s1 x s2 (Sec. 3.4)
+        return decode_proposals(outputs["proposals"], scores, probs, top_k=top_k, top_classes=top_classes, nms=nms)
+
+
+# ---------------------------------------------------------------------------------------------------- decoding
+def _check_positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def segment_class_scores(probs: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """Mean segmentation probability of every class over each segment's snippets.
+
+    probs (B, K+1, T), segments (B, M, 2) snippet units -> (B, M, K+1): snippet t counts for [s, e) when its centre
+    t + 0.5 lies inside (a segment that holds no centre takes the snippet its midpoint lies in).
+    """
+    length = probs.shape[2]
+    cumulative = F.pad(probs.cumsum(dim=2), (1, 0))  # (B, K+1, T+1): cumulative[..., t] = sum over snippets < t
+    first = torch.ceil(segments[..., 0] - 0.5).long()  # the first centre >= s
+    last = torch.ceil(segments[..., 1] - 0.5).long()  # one past the last centre < e
+    middle = torch.floor(segments.mean(dim=-1)).long()
+    empty = last <= first
+    first = torch.where(empty, middle, first).clamp(0, length - 1)
+    last = torch.where(empty, middle + 1, last).clamp(1, length)
+    gather = lambda index: cumulative.gather(2, index[:, None, :].expand(-1, probs.shape[1], -1))
+    return ((gather(last) - gather(first)) / (last - first)[:, None, :].to(probs.dtype)).transpose(1, 2)
+
+
+def decode_proposals(proposals: torch.Tensor, scores: torch.Tensor, probs: torch.Tensor, *, top_k: int = 100,
+                     top_classes: int = 1, nms: dict | None = None) -> list[dict]:
+    """SegTAD inference (Sec. 3.4): proposals (P, 2), scores s1 x s2 (B, P), segmentation probs (B, K+1, T) ->
+    one dict per video of ``segments`` (M, 2), ``scores`` (M,), ``labels`` (M,) int64, best first.
+
+    Class-agnostic Soft-NMS (:func:`tadlab.segments.soft_nms`, ``nms`` its keyword arguments; default Gaussian,
+    sigma 0.5) keeps the ``top_k`` best proposals; each takes its ``top_classes`` best action classes by mean
+    segmentation probability over its snippets, and the score becomes the Soft-NMS score times that probability.
+    """
+    from tadlab.segments import soft_nms
+
+    _check_positive("top_k", top_k)
+    _check_positive("top_classes", top_classes)
+    if scores.dim() != 2 or scores.shape[1] != proposals.shape[0] or probs.shape[0] != scores.shape[0]:
+        raise ValueError(f"scores must be (B, P) with P = {proposals.shape[0]} proposals and B = {probs.shape[0]} "
+                         f"like probs, got {tuple(scores.shape)}")
+    num_classes = probs.shape[1] - 1
+    top_classes = min(top_classes, num_classes)
+    nms = {"method": "gaussian", "sigma": 0.5} if nms is None else dict(nms)
+    detections = []
+    for b in range(scores.shape[0]):  # Soft-NMS is greedy per video
+        segments, kept, _ = soft_nms(proposals.to(scores.dtype), scores[b], top_k=top_k, **nms)
+        class_prob = segment_class_scores(probs[b:b + 1], segments[None])[0, :, :num_classes]  # (M, K)
+        best_prob, best_class = class_prob.topk(top_classes, dim=1)  # (M, top_classes)
+        final = (kept[:, None] * best_prob.to(kept.dtype)).flatten()
+        order = final.argsort(descending=True)
+        detections.append({"segments": segments.repeat_interleave(top_classes, dim=0)[order], "scores": final[order],
+                           "labels": best_class.flatten()[order].to(torch.int64)})
+    return detections
+
+
+def decode_segmentation(probs: torch.Tensor, *, thresholds=DEFAULT_THRESHOLDS, top_k: int = 100,
+                        nms: dict | None = None) -> list[dict]:
+    """The 1D-SSN alone: group the per-snippet class map into segments (no PDN).
+
+    probs (B, K+1, T) -> one dict per video of ``segments`` (M, 2), ``scores`` (M,), ``labels`` (M,) int64, best
+    first. For every action class c and threshold theta in ``thresholds``, every run of consecutive snippets with
+    p_t[c] >= theta is a candidate [first, last + 1) scored by the mean of p_t[c] over the run; identical candidates
+    keep one, then class-aware Soft-NMS (``nms``; default Gaussian, sigma 0.5) keeps the ``top_k`` best.
+    """
+    from tadlab.segments import batched_soft_nms
+
+    _check_positive("top_k", top_k)
+    if not isinstance(probs, torch.Tensor) or probs.dim() != 3 or probs.shape[1] < 2:
+        raise ValueError(f"probs must be a tensor (B, K+1, T) with K >= 1, got "
+                         f"{tuple(probs.shape) if isinstance(probs, torch.Tensor) else type(probs).__name__}")
+    thresholds = torch.as_tensor(thresholds, dtype=probs.dtype, device=probs.device).reshape(-1)
+    if thresholds.numel() == 0 or bool(((thresholds <= 0) | (thresholds >= 1)).any()):
+        raise ValueError(f"thresholds must be a non-empty list of values in (0, 1), got {thresholds.tolist()}")
+    nms = {"method": "gaussian", "sigma": 0.5} if nms is None else dict(nms)
+    batch, num_classes, length = probs.shape[0], probs.shape[1] - 1, probs.shape[2]
+    curves = probs[:, :num_classes]  # (B, K, T)
+    active = curves[:, :, None, :] >= thresholds[:, None]  # (B, K, H, T)
+    padded = F.pad(active, (1, 1))
+    starts = (active & ~padded[..., :-2]).nonzero()  # a run starts where the previous snippet is inactive
+    ends = (active & ~padded[..., 2:]).nonzero()  # and ends where the next one is; both in the same order
+    video, label, first, last = starts[:, 0], starts[:, 1], starts[:, 3], ends[:, 3] + 1
+    cumulative = F.pad(curves.cumsum(dim=2), (1, 0))  # (B, K, T+1)
+    score = (cumulative[video, label, last] - cumulative[video, label, first]) / (last - first).to(probs.dtype)
+    span = length + 1
+    key = ((video * num_classes + label) * span + first) * span + last
+    unique, inverse = torch.unique(key, return_inverse=True)  # thresholds often find the same run: keep one
+    best = score.new_full(unique.shape, float("-inf")).scatter_reduce(0, inverse, score, reduce="amax")
+    last_u, rest = unique % span, unique // span
+    first_u, rest = rest % span, rest // span
+    label_u, video_u = rest % num_classes, rest // num_classes
+    segments = torch.stack([first_u, last_u], dim=1).to(probs.dtype)
+    detections = []
+    for b in range(batch):
+        own = (video_u == b).nonzero().squeeze(1)
+        seg, sc, lab, _ = batched_soft_nms(segments[own], best[own], label_u[own], top_k=top_k, **nms)
+        detections.append({"segments": seg, "scores": sc, "labels": lab.to(torch.int64)})
+    return detections
