@@ -469,7 +469,7 @@ def dice_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | No
 
 def mask_loss(pred: torch.Tensor, target: torch.Tensor, variant: str = "biou", kernel_size: int = 7,
               lambda2: float = 0.4, valid: torch.Tensor | None = None, dim: int = -1, reduction: str = "mean",
-              backend: str = "fast", l2_penalty: bool = True, eps: float = GSMT_EPS) -> torch.Tensor:
+              backend: str = "fast", l2_penalty: bool | None = None, eps: float = GSMT_EPS) -> torch.Tensor:
     """The GSMT mask loss (Eq. 6) and the variants of its ablations, on soft masks ``(..., T)``.
 
     - ``"biou"`` (default, Eq. 6): ``biou_loss(k, with the lambda*L2 penalty) + lambda2 * dice_loss``;
@@ -478,11 +478,22 @@ def mask_loss(pred: torch.Tensor, target: torch.Tensor, variant: str = "biou", k
       BMN's weighted BCE; this is the unweighted one).
     Returns ``(...)`` under ``reduction="none"``, else a scalar.
 
+    ``l2_penalty``: None (default) gives each variant its published form (on for ``"biou"``, off for ``"iou"``);
+    True or False switches the lambda * L2 term of TAGS supp. Eq. 3 for ``"biou"`` and ``"iou"`` alike, with the
+    same lambda = 1 / (|Phi(G) n Phi(P)| + eps) (the band overlap at ``kernel_size``). So ``"iou"`` with the penalty
+    differs from ``"biou"`` with it in one thing only, IoU of the whole masks instead of IoU of their boundary bands,
+    and the penalty's effect can be measured apart from the band's (not a variant of the papers). ``"bce"`` has no
+    penalty (True is an error).
+
     ``backend="fast"`` (the default, for training) computes the bIoU variant in one :class:`_FastMaskLoss`: two
     compiled passes on a CPU (:mod:`tadlab.mask_kernels`), PyTorch ops elsewhere; ``"kornia"`` differentiates the
     formulas with autograd through ``kornia.morphology.erosion``, the paper's code path. Both give the same values
     and gradients (to float rounding).
     """
+    if l2_penalty is not None and not isinstance(l2_penalty, bool):
+        raise TypeError(f"l2_penalty must be None, True or False, got {type(l2_penalty).__name__} {l2_penalty!r}")
+    if variant == "bce" and l2_penalty:
+        raise ValueError("l2_penalty=True needs variant 'biou' or 'iou'; 'bce' has no lambda * L2 penalty")
     check_choice("variant", variant, MASK_VARIANTS)
     pred, target, valid = _check_masks(pred, target, valid, dim, probabilities=True)
     if variant == "bce":
@@ -492,7 +503,10 @@ def mask_loss(pred: torch.Tensor, target: torch.Tensor, variant: str = "biou", k
         count = pred.shape[-1] if valid is None else valid.sum(-1).clamp(min=1)
         return _reduce(per_snippet.sum(-1) / count, valid, reduction)
     if variant == "biou":
-        per_mask = _region_loss(pred, target, valid, kernel_size, backend, True, l2_penalty, lambda2, eps)
+        per_mask = _region_loss(pred, target, valid, kernel_size, backend, True, l2_penalty is not False, lambda2, eps)
+    elif l2_penalty:  # IoU of the whole masks + the band-overlap lambda * L2 + dice (the last two as in "biou")
+        whole = 1 - _soft_iou(_masked(pred, valid), _masked(target, valid), eps)[0]
+        per_mask = whole + _region_loss(pred, target, valid, kernel_size, backend, False, True, lambda2, eps)
     else:
         pred, target = _masked(pred, valid), _masked(target, valid)
         per_mask = 1 - _soft_iou(pred, target, eps)[0] + lambda2 * _dice(pred, target, eps)

@@ -179,6 +179,30 @@ def test_mask_loss_is_zero_for_perfect_foreground_columns_whatever_the_backgroun
     assert float(model.loss(outputs, batch)["mask"]) > 0.05
 
 
+def test_mask_l2_penalty_follows_the_mask_loss_and_switches_for_iou_and_biou():
+    """None: the published forms (bIoU with lambda * L2, IoU without); True adds bIoU's penalty to IoU too."""
+    from tadlab.losses import mask_loss
+
+    batch = one_video_batch([[4.0, 10.0]], [1])
+    masks = torch.rand(1, T, T, generator=torch.Generator().manual_seed(1))
+    zeros = torch.zeros(1, K + 1, T)
+    outputs = {"logits": zeros, "probs": zeros.softmax(1), "regression_logits": zeros,
+               "regression": torch.sigmoid(zeros), "mask_logits": torch.logit(masks), "masks": masks}
+    target = torch.zeros(T, 6)
+    target[4:10] = 1  # the columns of snippets 4..9, each the instance's mask
+    columns = masks[0, :, 4:10]
+    for kind, penalty in (("biou", None), ("biou", True), ("biou", False), ("iou", None), ("iou", True),
+                          ("iou", False), ("bce", None)):
+        model = small_model(mask_loss=kind, mask_l2_penalty=penalty)
+        expected = mask_loss(columns, target, kind, dim=0, l2_penalty=penalty)
+        assert math.isclose(float(model.loss(outputs, batch)["mask"]), float(expected), rel_tol=1e-5), (kind, penalty)
+    iou = {p: float(small_model(mask_loss="iou", mask_l2_penalty=p).loss(outputs, batch)["mask"])
+           for p in (None, True)}
+    assert iou[True] > iou[None]  # the penalty is added
+    with pytest.raises(ValueError, match="bce"):
+        small_model(mask_loss="bce", mask_l2_penalty=True)
+
+
 def test_loss_backpropagates_to_every_parameter():
     model = small_model()
     batch = one_video_batch([[2.0, 6.0], [9.0, 15.0]], [0, 2])

@@ -302,6 +302,33 @@ def test_lambda_is_the_inverse_band_overlap_and_l2_uses_the_foreground_count():
     torch.testing.assert_close(biou_loss(pred, target, 3, use_biou=False), expected)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_iou_with_the_penalty_is_whole_mask_iou_plus_the_band_lambda_l2_plus_dice(backend):
+    """mask_loss("iou", l2_penalty=True) = 1 - IoU + lambda * L2 + lambda2 * dice, with bIoU's lambda (band overlap):
+    it differs from "biou" with the penalty in the IoU term only. None is each variant's published form."""
+    target = interval_masks(12, [(3, 9)])[0].double()
+    pred = torch.tensor([0, 0.1, 0.3, 0.8, 0.9, 1, 1, 0.9, 0.7, 0.6, 0.2, 0], dtype=torch.float64)
+    overlap = (boundary_band(pred, 5) * boundary_band(target, 5)).sum()
+    penalty = 1 / (overlap + GSMT_EPS) * (pred - target).norm() / 6  # c = 6 foreground snippets
+    dice = dice_loss(pred, target)
+    with_penalty = mask_loss(pred, target, "iou", kernel_size=5, backend=backend, l2_penalty=True)
+    torch.testing.assert_close(with_penalty, iou_loss(pred, target) + penalty + 0.4 * dice)
+    torch.testing.assert_close(mask_loss(pred, target, "iou", kernel_size=5, backend=backend),
+                               iou_loss(pred, target) + 0.4 * dice)  # None: TAGS Table 2's L_IOU + L_dice
+    biou_plain = biou_loss(pred, target, 5, backend=backend, l2_penalty=False)
+    torch.testing.assert_close(mask_loss(pred, target, "biou", kernel_size=5, backend=backend),
+                               biou_plain + penalty + 0.4 * dice)  # None: Eq. 6, the penalty on
+    torch.testing.assert_close(mask_loss(pred, target, "biou", kernel_size=5, backend=backend, l2_penalty=False),
+                               biou_plain + 0.4 * dice)
+    leaf = pred.clone().requires_grad_()
+    mask_loss(leaf, target, "iou", kernel_size=5, backend=backend, l2_penalty=True).backward()
+    assert torch.isfinite(leaf.grad).all() and leaf.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="'bce' has no"):
+        mask_loss(pred, target, "bce", l2_penalty=True)
+    with pytest.raises(TypeError, match="l2_penalty"):
+        mask_loss(pred, target, "iou", l2_penalty=1)
+
+
 def test_lambda_jumps_to_its_cap_when_a_sharp_prediction_moves_its_boundary_k_half_snippets():
     """The hand-made example of biou_loss's docstring: target [40, 60) of 100, k = 7, prediction sigmoid(+-4) of
     the target shifted by 2 or 3 snippets. At 3 the prediction is flat within 3 snippets of both target boundaries,

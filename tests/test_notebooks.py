@@ -112,3 +112,18 @@ def test_rrm_candidates_script_writes_its_rows(tmp_path):
     names = [row["name"] for row in stored["runs"]]
     assert names == ["BMN", "BMN, every cell a candidate", "oracle map", "oracle map, every cell a candidate"]
     assert all(0 <= row["metrics"][0]["AR@100"] <= 1 and row["seeds"] == [1] for row in stored["runs"])
+
+
+def test_gsmt_runs_with_papermill_parameters_and_writes_its_testing_metrics(tmp_path):
+    """Issue 10's command (seed 17, preset thumos, results_path) at the "smoke" profile (the default "ci" trains
+    longer); the stored full-profile rows it prints come from results/."""
+    results = tmp_path / "gsmt.json"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "04_proposal_free_gsmt.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={"seed": 17, "preset": "thumos", "results_path": str(results),
+                                           "profile": "smoke"},
+                               cwd=str(ROOT / "notebooks"), kernel_name="python3", progress_bar=False)
+    metrics = json.loads(results.read_text())
+    assert metrics["subset"] == "testing" and metrics["preset"] == "thumos" and metrics["seeds"] == [17]
+    for key in ("average_mAP", "baseline_average_mAP", "context_baseline_average_mAP", "class_map_average_mAP"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert len(metrics["mAP"]) == len(metrics["tiou_thresholds"]) == 5  # THUMOS14's 0.3:0.7

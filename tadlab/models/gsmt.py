@@ -60,7 +60,9 @@ class GSMT(nn.Module):
         center_features: subtract each video's per-channel mean over time first (not in the paper).
         focal_gamma, logistic_alpha, classification_weight: gamma = 2, alpha = 10, lambda_1 = 0.4 of Eq. 5.
         mask_kernel, dice_weight: k = 7 and lambda_2 = 0.4 of Eq. 6.
-        mask_l2_penalty: the lambda * L2 term of Eq. 6 / TAGS supp. Eq. 3 (``mask_loss="biou"`` only).
+        mask_l2_penalty: the lambda * L2 term of Eq. 6 / TAGS supp. Eq. 3: None (default) as the mask loss is
+            published (on for ``"biou"``, off for ``"iou"``), True/False to switch it for ``"biou"`` or ``"iou"``
+            (see :func:`tadlab.losses.mask_loss`; ``"iou"`` with it measures the penalty apart from the band).
         mask_weight: the factor of L_m in the total loss (1 in the paper; see above).
         dropout: dropout in the embedding.
 
@@ -76,7 +78,7 @@ class GSMT(nn.Module):
                  mask_loss: str = "biou", mask_branch: bool = True, focal_gamma: float = 2.0,
                  logistic_alpha: float = 10.0, classification_weight: float = 0.4, mask_kernel: int = 7,
                  dice_weight: float = 0.4, dropout: float = 0.1, center_features: bool = False,
-                 mask_l2_penalty: bool = True, mask_weight: float = 1.0):
+                 mask_l2_penalty: bool | None = None, mask_weight: float = 1.0):
         super().__init__()
         for name, value in [("feature_dim", feature_dim), ("num_classes", num_classes),
                             ("num_snippets", num_snippets), ("hidden", hidden), ("heads", heads), ("layers", layers)]:
@@ -86,7 +88,11 @@ class GSMT(nn.Module):
             raise ValueError(f"classification_weight (lambda_1) must be in [0, 1], got {classification_weight}")
         self.feature_dim, self.num_classes, self.num_snippets = feature_dim, num_classes, num_snippets
         self.mask_loss_kind, self.has_mask_branch = mask_loss, bool(mask_branch)
-        self.center_features, self.mask_l2_penalty = bool(center_features), bool(mask_l2_penalty)
+        if mask_l2_penalty is not None and not isinstance(mask_l2_penalty, bool):
+            raise TypeError(f"mask_l2_penalty must be None, True or False, got {mask_l2_penalty!r}")
+        if mask_loss == "bce" and mask_l2_penalty:
+            raise ValueError("mask_l2_penalty=True needs mask_loss 'biou' or 'iou'; 'bce' has no lambda * L2 penalty")
+        self.center_features, self.mask_l2_penalty = bool(center_features), mask_l2_penalty
         if isinstance(mask_weight, bool) or not isinstance(mask_weight, (int, float)):
             raise TypeError(f"mask_weight must be a number, got {type(mask_weight).__name__} {mask_weight!r}")
         if not mask_weight > 0:
