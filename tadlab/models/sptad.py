@@ -59,6 +59,10 @@ Choices the paper leaves open or that differ from it, stated here (the notebook 
   average mAP 0.28 without NMS and 0.61 with Soft-NMS, against 0.65 and 0.69 with one-to-one matching).
 - The action head averages each backbone output over time (features have no space to pool), concatenates them
   and applies one linear layer; it trains with binary cross-entropy against the classes present in the video.
+
+The mAPs quoted above were measured on the synthetic world before its presets took the real benchmarks' statistics;
+on today's ``thumos`` preset (instances of a few snippets, a median of 12 per video) the CPU recipe scores
+0.005 ± 0.003 average mAP at 20 epochs and 0.171 ± 0.039 at 60 (3 seeds, testing; notebook 05).
 """
 from __future__ import annotations
 
