@@ -18,6 +18,7 @@ without an encoding has none.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -207,3 +208,27 @@ def make_embedding(kind: str, dim: int, *, heads: int = 4, layers: int = 1, drop
     if kind == "cnn":
         return DilatedCNNEmbedding(dim, dropout=dropout, positional=positional, num_snippets=num_snippets)
     return MSTCNEmbedding(dim, dropout=dropout, positional=positional, num_snippets=num_snippets)
+
+
+def forward_cost(model: nn.Module, num_snippets: int, batch_size: int = 1, grad: bool = False,
+                 custom_mapping: dict | None = None, **forward_kwargs) -> dict:
+    """Parameter count and forward FLOPs of ``model`` in eval mode (``torch.utils.flop_counter``, a multiply-add is
+    2 FLOPs) on zero features ``(batch_size, model.feature_dim, num_snippets)``: ``{"params": int, "flops": int}``.
+
+    ``grad=True`` leaves autograd as the caller has it (on, normally): in no-grad eval, ``nn.MultiheadAttention`` takes a fused fast path the counter
+    does not see. ``custom_mapping`` adds FLOP formulas for operators the counter's table lacks. The model's
+    training mode is restored afterwards.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    parameter = next(model.parameters())
+    dummy = torch.zeros(batch_size, model.feature_dim, num_snippets, device=parameter.device, dtype=parameter.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with contextlib.nullcontext() if grad else torch.no_grad(), \
+                FlopCounterMode(display=False, custom_mapping=custom_mapping) as counter:
+            model(dummy, **forward_kwargs)
+    finally:
+        model.train(was_training)
+    return {"params": sum(p.numel() for p in model.parameters()), "flops": counter.get_total_flops()}

@@ -71,6 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tadlab.labels import boundary_labels, boundary_matching_map
+from tadlab.models.blocks import forward_cost
 from tadlab.models.rrm import RRM, sequence_weights
 from tadlab.models.video_classifier import combine_proposals_with_classes
 from tadlab.segments import soft_nms
@@ -357,26 +358,16 @@ class BMN(nn.Module):
         The sparse sampling matmul is not in the counter's table; it is counted here as 2 x non-zeros x columns.
         Returns ``{"params", "flops", "iterations"}``.
         """
-        from torch.utils.flop_counter import FlopCounterMode
-
         def sparse_addmm_flops(bias, sparse, dense, *args, out_val=None, **kwargs):
             return 2 * sparse._nnz() * dense.shape[1]
 
         sparse_addmm_flops._get_raw = True  # the counter passes the tensors themselves, not their shapes
-        parameter = next(self.parameters())
-        dummy = torch.zeros(batch_size, self.feature_dim, self.num_snippets, device=parameter.device,
-                            dtype=parameter.dtype)
         steps = None
         if self.refine is not None:
             steps = self.refine.test_iterations if iterations is None else iterations
-        was_training = self.training
-        self.eval()
-        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping={
-                torch.ops.aten._sparse_addmm: sparse_addmm_flops}) as counter:
-            self(dummy, iterations=steps)
-        self.train(was_training)
-        return {"params": sum(p.numel() for p in self.parameters()), "flops": counter.get_total_flops(),
-                "iterations": steps or 0}
+        cost = forward_cost(self, self.num_snippets, batch_size, iterations=steps,
+                            custom_mapping={torch.ops.aten._sparse_addmm: sparse_addmm_flops})
+        return {**cost, "iterations": steps or 0}
 
     # ------------------------------------------------------------------ loss
     def targets(self, batch: dict) -> dict:

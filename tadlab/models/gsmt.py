@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tadlab.models.blocks import make_embedding
+from tadlab.models.blocks import forward_cost, make_embedding
 from tadlab.models.gsmt_decode import (  # noqa: F401 (inference lives in gsmt_decode; re-exported here)
     DEFAULT_THRESHOLDS, PAPER_SOFT_NMS_SIGMA, _positive_int, decode_global_masks, soft_nms_options)
 from tadlab.utils import check_choice
@@ -137,18 +137,7 @@ class GSMT(nn.Module):
 
         Returns ``{"params": int, "flops": int}`` for ``batch_size`` videos of T = ``num_snippets``.
         """
-        from torch.utils.flop_counter import FlopCounterMode
-
-        parameter = next(self.parameters())
-        dummy = torch.zeros(batch_size, self.feature_dim, self.num_snippets, device=parameter.device,
-                            dtype=parameter.dtype)
-        was_training = self.training
-        self.eval()
-        # Grad stays on: in no-grad eval, nn.MultiheadAttention takes a fused fast path the counter does not see.
-        with FlopCounterMode(display=False) as counter:
-            self(dummy)
-        self.train(was_training)
-        return {"params": sum(p.numel() for p in self.parameters()), "flops": counter.get_total_flops()}
+        return forward_cost(self, self.num_snippets, batch_size, grad=True)  # grad on: attention's fast path
 
     # ------------------------------------------------------------------ loss
     def targets(self, batch: dict) -> dict:

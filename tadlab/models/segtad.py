@@ -63,6 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tadlab.grouping import DEFAULT_THRESHOLDS, group_class_map
+from tadlab.models.blocks import forward_cost
 from tadlab.models.graph import EdgeConv, knn_graph
 from tadlab.models.segtad_pdn import ProposalDetectionNetwork, deduplicate, sample_neighbourhoods
 from tadlab.utils import check_choice
@@ -282,17 +283,7 @@ class SegTAD(nn.Module):
     def cost(self, batch_size: int = 1) -> dict:
         """Parameter count and forward FLOPs in eval mode, the PDN scoring all P proposals
         (``torch.utils.flop_counter``, one multiply-add = 2 FLOPs). Returns ``{"params": int, "flops": int}``."""
-        from torch.utils.flop_counter import FlopCounterMode
-
-        parameter = next(self.parameters())
-        dummy = torch.zeros(batch_size, self.feature_dim, self.num_snippets, device=parameter.device,
-                            dtype=parameter.dtype)
-        was_training = self.training
-        self.eval()
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            self(dummy)
-        self.train(was_training)
-        return {"params": sum(p.numel() for p in self.parameters()), "flops": counter.get_total_flops()}
+        return forward_cost(self, self.num_snippets, batch_size)
 
     # ------------------------------------------------------------------ loss
     def targets(self, batch: dict) -> dict:

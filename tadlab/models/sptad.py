@@ -74,6 +74,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tadlab.models.blocks import forward_cost
 from tadlab.utils import check_choice
 
 DELTA_WEIGHTS = (2.0, 1.0)  # Sparse R-CNN's box-delta weights (2, 2, 1, 1) in 1D: centre, width
@@ -504,18 +505,7 @@ class SPTAD(nn.Module):
     def cost(self, num_snippets: int = 128, batch_size: int = 1) -> dict:
         """Parameter count and forward FLOPs (``torch.utils.flop_counter``, one multiply-add = 2 FLOPs) for
         ``batch_size`` videos of ``num_snippets`` snippets. Returns ``{"params": int, "flops": int}``."""
-        from torch.utils.flop_counter import FlopCounterMode
-
-        parameter = next(self.parameters())
-        dummy = torch.zeros(batch_size, self.feature_dim, num_snippets, device=parameter.device,
-                            dtype=parameter.dtype)
-        was_training = self.training
-        self.eval()
-        # Grad stays on: in no-grad eval, nn.MultiheadAttention takes a fused fast path the counter does not see.
-        with FlopCounterMode(display=False) as counter:
-            self(dummy)
-        self.train(was_training)
-        return {"params": sum(p.numel() for p in self.parameters()), "flops": counter.get_total_flops()}
+        return forward_cost(self, num_snippets, batch_size, grad=True)  # grad on: attention's fast path
 
 
 def _to_start_end(segments: torch.Tensor, num_snippets: int) -> torch.Tensor:
