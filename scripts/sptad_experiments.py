@@ -3,17 +3,23 @@
     python scripts/sptad_experiments.py recipe   [--profile full] [--seeds 0]       -> results/05_recipe_validation.json
     python scripts/sptad_experiments.py headline [--profile full] [--seeds 0 1 2]   -> results/05_sptad.json
     python scripts/sptad_experiments.py ablations [--profile full] [--seeds 0]      -> results/05_ablations.json
-    python scripts/sptad_experiments.py longer    [--profile full] [--seeds 0]      -> results/05_longer.json
+    python scripts/sptad_experiments.py job VARIANT --seed K [--profile full]       -> results/05_parts/VARIANT.seedK.json
+    python scripts/sptad_experiments.py merge                                       -> results/05_stages.json, ...
 
 The notebook imports this module (``RECIPE``, :func:`train_sptad`, :func:`measure`, :func:`duplicate_share`,
 :func:`diagnose`) and runs the same functions at its own profile; at ``profile="full"`` they take too long for a
 notebook on a 2-core CPU, so this script runs them once and the notebook prints the stored rows.
 
 Per seed, on the world of that seed (``standard_world("thumos", profile, seed)``), measured on testing:
-``headline`` trains SP-TAD as the recipe says (S = 4 stages, one-to-one matching), decoded without and with
-Soft-NMS; ``ablations`` trains the same head with one-to-many assignment (without and with Soft-NMS) and SP-TAD
-with one stage. (On 2 shared CPU cores one full-profile training takes several minutes, so the ablations ran for
-seed 0 only.)
+``headline`` and ``ablations`` are the first, 20-epoch rows (SP-TAD S = 4 without and with Soft-NMS on three
+seeds; one-to-many and one stage on seed 0). ``job`` trains one :data:`VARIANTS` row (one change to the headline
+model, :data:`LONG_EPOCHS` epochs) for one seed, so that two processes can share the two cores::
+
+    for v in "S=4" "S=1" ...; do for k in 0 1 2; do echo "$v $k"; done; done |
+        xargs -P 2 -L 1 sh -c 'python scripts/sptad_experiments.py job "$0" --seed "$1"'
+
+and ``merge`` gathers the parts into ``05_stages.json`` (Table 6's stage sweep), ``05_variants.json`` (matching,
+N, pyramid: one change each) and ``05_duration.json`` (per-length breakdown of SP-TAD and the context baseline).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ MODEL = dict(hidden=64, heads=4, num_proposals=30, num_stages=4, dynamic_dim=16,
 # optimiser and decay; its lr 2.5e-5 with batch 16 is for 1x-schedule COCO; we choose lr on validation).
 TRAIN = dict(batch_size=8, weight_decay=1e-4, clip_grad_norm=1.0)
 EPOCHS = {"smoke": 1, "ci": 8, "full": 20}
+LONG_EPOCHS = {"smoke": 1, "ci": 8, "full": 60}  # the job rows: 20 epochs at "full" left SP-TAD under-trained
 RECIPE_LRS = (1e-3, 3e-3)
 RECIPE = {"lr": 3e-3}  # the choice of the validation sweep (results/05_recipe_validation.json), see the notebook
 DUPLICATE_IOU = 0.7
@@ -109,7 +116,18 @@ def measure(model, world, subset: str = "testing", device="cpu", **detect_kwargs
 
     metrics = detection_metrics(model, world, THUMOS_TIOU, subset, device, **detect_kwargs)
     metrics["duplicates"] = duplicate_share(model, world, subset, device, **detect_kwargs)
-    return {**metrics, **diagnose(model, world, subset, device)}
+    return {**metrics, **diagnose(model, world, subset, device),
+            "duration": duration(model, world, subset, device, **detect_kwargs)}
+
+
+def duration(model, world, subset: str = "testing", device="cpu", **detect_kwargs) -> dict:
+    """:func:`tadlab.diagnostics.duration_breakdown` of ``model`` on ``subset``: per THUMOS length bin (DETAD's XS
+    to XL, cut at 3, 6, 12 and 18 s), the instances' mean best same-class tIoU and share found at tIoU 0.5."""
+    from tadlab.diagnostics import DURATION_EDGES, duration_breakdown
+    from tadlab.train import predict
+
+    items = list(world.dataset(subset))
+    return duration_breakdown(predict(model, items, device=device, **detect_kwargs), items, DURATION_EDGES["thumos"])
 
 
 def recipe_rows(seed: int, profile: str, device="cpu", lrs=RECIPE_LRS) -> dict:
@@ -159,17 +177,98 @@ def longer_rows(seed: int, profile: str, device="cpu", lr: float | None = None, 
     return {f"SP-TAD, {factor * EPOCHS[profile]} epochs": measure(model, world, device=device)}
 
 
+# One change each to the headline model (S = 4, N = 30, one-to-one, intermediate-output pyramid); "context" is
+# notebook 01's temporal-context baseline, retrained on the same world for its per-length breakdown.
+VARIANTS = {
+    "S=1": {"num_stages": 1}, "S=2": {"num_stages": 2}, "S=4": {}, "S=6": {"num_stages": 6},
+    "one-to-many": {"assignment": "one_to_many"},
+    "N=10": {"num_proposals": 10}, "N=60": {"num_proposals": 60},
+    "pyramid on the last layer": {"pyramid": "last"}, "last layer only": {"pyramid": "single"},
+    "context": None,
+}
+WITH_SOFT_NMS = ("S=4", "one-to-many")  # also decoded with Soft-NMS: does NMS help after one-to-one matching?
+PARTS = ROOT / "results" / "05_parts"
+
+
+def job_rows(variant: str, seed: int, profile: str, device="cpu", lr: float | None = None) -> dict:
+    """One :data:`VARIANTS` row for one seed, trained :data:`LONG_EPOCHS` epochs, on testing: ``{row: metrics}``."""
+    from tadlab.eval import THUMOS_TIOU
+    from tadlab.experiments import BASELINE_EPOCHS, baseline_rows, standard_world
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {list(VARIANTS)}")
+    world = standard_world("thumos", profile, seed)
+    if VARIANTS[variant] is None:  # the baselines, as notebook 01 trains them, plus their per-length breakdown
+        models = {}
+        rows = baseline_rows(world, THUMOS_TIOU, seed=seed, epochs=BASELINE_EPOCHS[profile]["thumos"], device=device,
+                             models=models)
+        rows["context"]["duration"] = duration(models["context"], world, device=device, decoder="runs")
+        rows["class map grouping"]["duration"] = duration(models["context"], world, device=device,
+                                                          decoder="class_map")
+        return {name: rows[name] for name in ("context", "class map grouping")}
+    model, history = train_sptad(world, seed, LONG_EPOCHS[profile], RECIPE["lr"] if lr is None else lr, device,
+                                 **VARIANTS[variant])
+    rows = {variant: {**measure(model, world, device=device), "final_loss": history.train["total"][-1]}}
+    if variant in WITH_SOFT_NMS:
+        rows[f"{variant} + Soft-NMS"] = measure(model, world, device=device, nms={})
+    return rows
+
+
+STORED_ROWS = {  # the merged files: which parts' rows each holds, in order
+    "05_stages.json": ("S=1", "S=2", "S=4", "S=4 + Soft-NMS", "S=6"),
+    "05_variants.json": ("one-to-many", "one-to-many + Soft-NMS", "N=10", "N=60", "pyramid on the last layer",
+                         "last layer only", "context", "class map grouping"),
+}
+
+
+def merge(profile: str) -> None:
+    """Gather ``results/05_parts`` into :data:`STORED_ROWS`'s files; every row must have the same seeds."""
+    from tadlab.experiments import SeedRuns, load_runs, save_runs
+
+    parts: dict[str, dict[int, dict]] = {}
+    for path in sorted(PARTS.glob("*.json")):
+        for name, row in load_runs(path).items():
+            for seed, metrics in zip(row.seeds, row.metrics):
+                parts.setdefault(name, {})[seed] = metrics
+    for filename, names in STORED_ROWS.items():
+        present = [name for name in names if name in parts]
+        if not present:
+            continue
+        seeds = sorted(parts[present[0]])
+        uneven = {name: sorted(parts[name]) for name in present if sorted(parts[name]) != seeds}
+        if uneven:
+            raise ValueError(f"{filename}: rows on other seeds than {seeds}: {uneven}")
+        runs = [SeedRuns(name, seeds, [parts[name][s] for s in seeds]) for name in present]
+        save_runs(ROOT / "results" / filename, runs, overwrite=True, notebook="05", profile=profile,
+                  epochs=LONG_EPOCHS[profile], model=MODEL, train=TRAIN, lr=RECIPE["lr"], variants=VARIANTS)
+        print(f"{filename}: {present}, seeds {seeds}")
+
+
 def main(argv=None) -> None:
     from tadlab.experiments import run_seeds, save_runs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("recipe", "headline", "ablations", "longer"))
+    parser.add_argument("what", choices=("recipe", "headline", "ablations", "longer", "job", "merge"))
+    parser.add_argument("variant", nargs="?", default=None, help="job: one of VARIANTS")
+    parser.add_argument("--seed", type=int, default=None, help="job: the seed")
     parser.add_argument("--profile", default="full", choices=("smoke", "ci", "full"))
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--out", default=None)
     parser.add_argument("--lr", type=float, default=None, help="instead of RECIPE['lr'] (headline, ablations)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.what == "merge":
+        return merge(args.profile)
+    if args.what == "job":
+        if args.variant is None or args.seed is None:
+            parser.error("job needs a VARIANT and --seed")
+        runs = run_seeds(lambda s: job_rows(args.variant, s, args.profile, lr=args.lr), [args.seed])
+        PARTS.mkdir(parents=True, exist_ok=True)
+        out = args.out or PARTS / f"{args.variant.replace(' ', '_')}.seed{args.seed}.json"
+        save_runs(out, runs.values(), overwrite=True, notebook="05", profile=args.profile,
+                  epochs=LONG_EPOCHS[args.profile], variant=args.variant)
+        print(out, {name: round(row.mean(), 4) for name, row in runs.items()})
+        return None
     if args.what == "recipe":
         seeds = args.seeds or [0]
         runs = run_seeds(lambda s: recipe_rows(s, args.profile), seeds, subset="validation")
