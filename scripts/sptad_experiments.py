@@ -4,7 +4,7 @@
     python scripts/sptad_experiments.py headline [--profile full] [--seeds 0 1 2]   -> results/05_sptad.json
     python scripts/sptad_experiments.py ablations [--profile full] [--seeds 0]      -> results/05_ablations.json
     python scripts/sptad_experiments.py job VARIANT --seed K [--profile full]       -> results/05_parts/VARIANT.seedK.json
-    python scripts/sptad_experiments.py merge                                       -> results/05_stages.json, ...
+    python scripts/sptad_experiments.py merge [--parts DIR] [--out DIR]           -> results/05_stages.json, ...
 
 The notebook imports this module (``RECIPE``, :func:`train_sptad`, :func:`measure`, :func:`duplicate_share`,
 :func:`diagnose`) and runs the same functions at its own profile; at ``profile="full"`` they take too long for a
@@ -168,15 +168,6 @@ def ablation_rows(seed: int, profile: str, device="cpu", lr: float | None = None
     return rows
 
 
-def longer_rows(seed: int, profile: str, device="cpu", lr: float | None = None, factor: int = 3) -> dict:
-    """SP-TAD as in the headline, trained ``factor`` times as many epochs: is it only under-trained?"""
-    from tadlab.experiments import standard_world
-
-    world = standard_world("thumos", profile, seed)
-    model, _ = train_sptad(world, seed, factor * EPOCHS[profile], RECIPE["lr"] if lr is None else lr, device)
-    return {f"SP-TAD, {factor * EPOCHS[profile]} epochs": measure(model, world, device=device)}
-
-
 # One change each to the headline model (S = 4, N = 30, one-to-one, intermediate-output pyramid); "context" is
 # notebook 01's temporal-context baseline, retrained on the same world for its per-length breakdown.
 VARIANTS = {
@@ -221,12 +212,14 @@ STORED_ROWS = {  # the merged files: which parts' rows each holds, in order
 }
 
 
-def merge(profile: str) -> None:
-    """Gather ``results/05_parts`` into :data:`STORED_ROWS`'s files; every row must have the same seeds."""
+def merge(profile: str, parts_dir=PARTS, out_dir=ROOT / "results") -> list:
+    """Gather the job files in ``parts_dir`` into :data:`STORED_ROWS`'s files in ``out_dir`` (overwritten); every
+    row of a file must have the same seeds. Returns the paths written."""
     from tadlab.experiments import SeedRuns, load_runs, save_runs
 
     parts: dict[str, dict[int, dict]] = {}
-    for path in sorted(PARTS.glob("*.json")):
+    written = []
+    for path in sorted(Path(parts_dir).glob("*.json")):
         for name, row in load_runs(path).items():
             for seed, metrics in zip(row.seeds, row.metrics):
                 parts.setdefault(name, {})[seed] = metrics
@@ -239,18 +232,21 @@ def merge(profile: str) -> None:
         if uneven:
             raise ValueError(f"{filename}: rows on other seeds than {seeds}: {uneven}")
         runs = [SeedRuns(name, seeds, [parts[name][s] for s in seeds]) for name in present]
-        save_runs(ROOT / "results" / filename, runs, overwrite=True, notebook="05", profile=profile,
-                  epochs=LONG_EPOCHS[profile], model=MODEL, train=TRAIN, lr=RECIPE["lr"], variants=VARIANTS)
+        written.append(save_runs(Path(out_dir) / filename, runs, overwrite=True, notebook="05", profile=profile,
+                                 epochs=LONG_EPOCHS[profile], model=MODEL, train=TRAIN, lr=RECIPE["lr"],
+                                 variants=VARIANTS))
         print(f"{filename}: {present}, seeds {seeds}")
+    return written
 
 
 def main(argv=None) -> None:
     from tadlab.experiments import run_seeds, save_runs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("recipe", "headline", "ablations", "longer", "job", "merge"))
+    parser.add_argument("what", choices=("recipe", "headline", "ablations", "job", "merge"))
     parser.add_argument("variant", nargs="?", default=None, help="job: one of VARIANTS")
     parser.add_argument("--seed", type=int, default=None, help="job: the seed")
+    parser.add_argument("--parts", default=str(PARTS), help="job: where its file goes; merge: where to read them")
     parser.add_argument("--profile", default="full", choices=("smoke", "ci", "full"))
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--out", default=None)
@@ -258,13 +254,14 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.what == "merge":
-        return merge(args.profile)
+        merge(args.profile, args.parts, Path(args.out) if args.out else ROOT / "results")
+        return None
     if args.what == "job":
         if args.variant is None or args.seed is None:
             parser.error("job needs a VARIANT and --seed")
         runs = run_seeds(lambda s: job_rows(args.variant, s, args.profile, lr=args.lr), [args.seed])
-        PARTS.mkdir(parents=True, exist_ok=True)
-        out = args.out or PARTS / f"{args.variant.replace(' ', '_')}.seed{args.seed}.json"
+        Path(args.parts).mkdir(parents=True, exist_ok=True)
+        out = Path(args.parts) / f"{args.variant.replace(' ', '_')}.seed{args.seed}.json"
         save_runs(out, runs.values(), overwrite=True, notebook="05", profile=args.profile,
                   epochs=LONG_EPOCHS[args.profile], variant=args.variant)
         print(out, {name: round(row.mean(), 4) for name, row in runs.items()})
@@ -281,10 +278,6 @@ def main(argv=None) -> None:
         seeds = args.seeds or [0]
         runs = run_seeds(lambda s: ablation_rows(s, args.profile, lr=args.lr), seeds)
         out = args.out or ROOT / "results" / "05_ablations.json"
-    else:
-        seeds = args.seeds or [0]
-        runs = run_seeds(lambda s: longer_rows(s, args.profile, lr=args.lr), seeds)
-        out = args.out or ROOT / "results" / "05_longer.json"
     save_runs(out, runs.values(), overwrite=True, notebook="05", profile=args.profile, epochs=EPOCHS[args.profile],
               model=MODEL, train=TRAIN, lr=args.lr if args.lr is not None else RECIPE["lr"])
     from tadlab.experiments import results_table
