@@ -1,4 +1,5 @@
-"""Plots the notebooks share: a video's features with its annotation timeline, segments as bars, figure saving."""
+"""Plots the notebooks share: a video's features with its annotation timeline, segments as bars, query-based
+proposals stage by stage and where they read the pyramid, figure saving."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -76,6 +77,46 @@ def plot_video(features, segments, labels, num_classes: int, *, class_names=None
     axes[-1].set_xlim(0, num_snippets)
     axes[-1].set_xlabel("snippet")
     fig.tight_layout()
+    return fig
+
+
+def plot_proposal_stages(ax, trace, segments, labels, num_classes: int, highlight=()) -> None:
+    """Query-based proposals as they move: ``trace (S + 1, N, 2)`` (snippet units; the initial proposals, then each
+    stage's output) one row per stage, each proposal a thin line at its own height, under the ground truth
+    ``segments (G, 2)`` / ``labels (G,)``. The proposals listed in ``highlight`` are coloured (in that order) in
+    every row, the others grey."""
+    trace, highlight = _numpy(trace), [int(p) for p in highlight]
+    rows, n = len(trace), trace.shape[1]
+    plot_timeline(ax, segments, labels, num_classes, row=rows + 0.1)
+    colours = plt.get_cmap("tab10")
+    for stage, stage_segments in enumerate(trace):
+        row = rows - 1 - stage
+        for p, (start, end) in enumerate(stage_segments):
+            rank = highlight.index(p) if p in highlight else None
+            ax.plot([start, end], [row + 0.05 + 0.85 * p / n] * 2, lw=0.8 if rank is None else 2.2,
+                    color="#bbbbbb" if rank is None else colours(rank))
+    ax.set_yticks([rows - 1 - s + 0.5 for s in range(rows)] + [rows + 0.5],
+                  ["initial"] + [f"stage {s}" for s in range(1, rows)] + ["ground truth"])
+    ax.set_xlabel("snippet")
+
+
+def plot_pyramid_read(levels, strides, segment, widened, chosen: int, points, values, num_snippets: int):
+    """Where a segment-of-interest align reads: one panel per pyramid level ``levels[l] (d, T_l)`` (its channel mean
+    as a step function over the snippets each cell covers, ``strides[l]`` snippets a cell), the ``segment`` and its
+    ``widened`` span shaded, and on the ``chosen`` level (framed) the read ``values (T',)`` at snippet positions
+    ``points (T',)``. Returns the figure."""
+    fig, axes = plt.subplots(len(levels), 1, figsize=(10, 1.2 * len(levels) + 0.6), sharex=True, squeeze=False)
+    for index, (ax, level, stride) in enumerate(zip(axes[:, 0], levels, strides)):
+        signal = _numpy(level).mean(0)
+        ax.stairs(signal, np.arange(len(signal) + 1) * stride, color="#34495e")
+        for start, end in (segment, widened):
+            ax.axvspan(float(start), float(end), color="#f5b041", alpha=0.3)
+        ax.set_ylabel(f"P{index + 1}\nstride {stride}", fontsize=8)
+        if index == chosen:
+            ax.plot(_numpy(points), _numpy(values), "o", color="#c0392b", ms=4)
+            for spine in ax.spines.values():
+                spine.set_color("#c0392b"), spine.set_linewidth(2)
+    axes[-1, 0].set_xlim(0, num_snippets), axes[-1, 0].set_xlabel("snippet")
     return fig
 
 

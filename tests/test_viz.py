@@ -1,0 +1,38 @@
+"""The shared plots draw what they are given: one line per proposal and stage, one panel per pyramid level."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tadlab.viz import plot_proposal_stages, plot_pyramid_read  # noqa: E402
+
+
+def test_proposal_stages_draw_every_proposal_of_every_stage_and_colour_the_highlighted():
+    trace = torch.tensor([[[0.0, 100.0], [50.0, 60.0], [10.0, 20.0]],
+                          [[5.0, 90.0], [52.0, 58.0], [12.0, 18.0]]])  # (S + 1 = 2, N = 3, 2)
+    fig, ax = plt.subplots()
+    plot_proposal_stages(ax, trace, torch.tensor([[50.0, 60.0]]), torch.tensor([1]), num_classes=3, highlight=[1])
+    lines = ax.get_lines()
+    assert len(lines) == 6  # 2 rows x 3 proposals
+    assert [tuple(line.get_xdata()) for line in lines[:3]] == [(0.0, 100.0), (50.0, 60.0), (10.0, 20.0)]
+    widths = [line.get_linewidth() for line in lines]
+    assert widths == [0.8, 2.2, 0.8, 0.8, 2.2, 0.8]  # proposal 1 is highlighted in both rows
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["initial", "stage 1", "ground truth"]
+    plt.close(fig)
+
+
+def test_pyramid_read_has_one_panel_per_level_and_marks_the_chosen_one():
+    levels = [torch.arange(8.0).repeat(2, 1), torch.arange(4.0).repeat(2, 1)]  # (d = 2, T_l), strides 2 and 4
+    points, values = np.array([3.0, 5.0]), np.array([1.0, 2.0])
+    fig = plot_pyramid_read(levels, (2, 4), (2.0, 6.0), (1.2, 6.8), chosen=1, points=points, values=values,
+                            num_snippets=16)
+    assert len(fig.axes) == 2
+    assert not fig.axes[0].get_lines()  # only the chosen level shows the read points
+    [read] = fig.axes[1].get_lines()
+    np.testing.assert_array_equal(read.get_xdata(), points)
+    np.testing.assert_array_equal(read.get_ydata(), values)
+    assert fig.axes[1].get_xlim() == pytest.approx((0, 16))
+    plt.close(fig)
