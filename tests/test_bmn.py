@@ -217,15 +217,8 @@ def test_loss_backpropagates_to_every_parameter():
 def test_a_few_steps_fit_one_batch():
     model = small_model()
     batch = one_video_batch([[2.0, 6.0], [7.0, 11.0]], [0, 1])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(30):
-        torch.manual_seed(0)  # the same regression sample every step
-        terms = model.loss(model(batch["features"]), batch)
-        optimizer.zero_grad()
-        terms["total"].backward()
-        optimizer.step()
-        losses.append(float(terms["total"].detach()))
+    losses = []  # seed=0: the same regression sample every step
+    train_steps(model, batch, 30, lr=1e-2, optimizer=torch.optim.Adam, seed=0, losses=losses)
     assert losses[-1] < 0.5 * losses[0]
 
 

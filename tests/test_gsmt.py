@@ -11,7 +11,7 @@ from tadlab.models.blocks import TransformerEmbedding, make_embedding, sinusoida
 from tadlab.models.gsmt import GSMT, decode_global_masks, paper_size_cost
 from tadlab.models.gsmt_decode import PAPER_SOFT_NMS_SIGMA, _decode_activations, column_scores, soft_nms_options
 
-from detector_checks import needs_cuda, to_device, train_steps
+from detector_checks import assert_reproducible_step, needs_cuda, to_device, train_steps
 
 C, K, T = 12, 3, 16
 
@@ -513,18 +513,7 @@ def test_checkpoint_round_trip_through_the_training_loop(tmp_path):
 
 
 def test_same_seed_same_training_step():
-    def one_step():
-        model = small_model()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        torch.manual_seed(1)
-        batch = one_video_batch([[2.0, 6.0]], [0])
-        loss = model.loss(model(batch["features"]), batch)["total"]
-        loss.backward()
-        optimizer.step()
-        return loss.detach(), [p.detach().clone() for p in model.parameters()]
-
-    (loss_a, params_a), (loss_b, params_b) = one_step(), one_step()
-    assert torch.equal(loss_a, loss_b) and all(torch.equal(a, b) for a, b in zip(params_a, params_b))
+    assert_reproducible_step(small_model, lambda: one_video_batch([[2.0, 6.0]], [0]))
 
 
 @pytest.mark.cuda

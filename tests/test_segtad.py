@@ -26,7 +26,7 @@ from tadlab.models.segtad_pdn import (
 )
 from tadlab.segments import segment_iou
 
-from detector_checks import needs_cuda, to_device, train_steps
+from detector_checks import assert_reproducible_step, needs_cuda, to_device, train_steps
 
 C, K, T, H = 8, 3, 44, 16  # T = 44 is not a multiple of 8: the 1D-SSN pads it to 48 (encoded length 6)
 
@@ -502,17 +502,7 @@ def test_trains_with_fit_and_evaluates():
 
 
 def test_same_seed_same_training_step():
-    def one_step():
-        model = small_model()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        torch.manual_seed(1)
-        loss = model.loss(model(BATCH["features"]), BATCH)["total"]
-        loss.backward()
-        optimizer.step()
-        return loss.detach(), [p.detach().clone() for p in model.parameters()]
-
-    (loss_a, params_a), (loss_b, params_b) = one_step(), one_step()
-    assert torch.equal(loss_a, loss_b) and all(torch.equal(a, b) for a, b in zip(params_a, params_b))
+    assert_reproducible_step(small_model, lambda: BATCH)
 
 
 @pytest.mark.cuda

@@ -238,14 +238,8 @@ def test_segments_are_detached_between_stages():
 def test_it_learns_a_small_batch():
     model = small_model(num_proposals=6)
     batch = batch_of([[[3.0, 9.0], [14.0, 26.0]], [[5.0, 20.0]]], [[0, 2], [1]])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(30):
-        terms = model.loss(model(batch["features"]), batch)
-        optimizer.zero_grad()
-        terms["total"].backward()
-        optimizer.step()
-        losses.append(float(terms["total"].detach()))
+    train_steps(model, batch, 30, lr=3e-3, losses=losses)
     assert losses[-1] < 0.5 * losses[0]
 
 
