@@ -52,11 +52,11 @@ def train_sptad(world, seed: int, epochs: int, lr: float, device="cpu", **overri
     return model, history
 
 
-def duplicate_share(model, world, subset: str = "testing", device="cpu", top: int = 10, **detect_kwargs) -> float:
-    """Of every video's ``top`` best detections, the share that overlaps a better-scored detection of the same class
-    at tIoU >= 0.7: detections that an NMS would remove or decay."""
+def duplicate_share(detections: list, top: int = 10) -> float:
+    """Of every video's ``top`` best detections (:func:`tadlab.train.predict`'s list), the share that overlaps a
+    better-scored detection of the same class at tIoU >= 0.7: detections that an NMS would remove or decay."""
     duplicates, total = 0, 0
-    for det in predict(model, world.dataset(subset), device=device, **detect_kwargs):
+    for det in detections:
         order = det["scores"].argsort(descending=True)[:top]
         segments, labels = det["segments"][order], det["labels"][order]
         if len(order) < 2:
@@ -98,19 +98,19 @@ def diagnose(model, world, subset: str = "testing", device="cpu", iou: float = 0
 
 
 def measure(model, world, subset: str = "testing", device="cpu", **detect_kwargs) -> dict:
-    """average mAP, mAP per tIoU (THUMOS's 0.3:0.7), the duplicate share and :func:`diagnose` of ``model`` on
-    ``subset``."""
+    """average mAP, mAP per tIoU (THUMOS's 0.3:0.7), the duplicate share, :func:`diagnose` and the per-length
+    breakdown of ``model`` on ``subset``."""
     metrics = detection_metrics(model, world, THUMOS_TIOU, subset, device, **detect_kwargs)
-    metrics["duplicates"] = duplicate_share(model, world, subset, device, **detect_kwargs)
-    return {**metrics, **diagnose(model, world, subset, device),
-            "duration": duration(model, world, subset, device, **detect_kwargs)}
-
-
-def duration(model, world, subset: str = "testing", device="cpu", **detect_kwargs) -> dict:
-    """:func:`tadlab.diagnostics.duration_breakdown` of ``model`` on ``subset``: per THUMOS length bin (DETAD's XS
-    to XL, cut at 3, 6, 12 and 18 s), the instances' mean best same-class tIoU and share found at tIoU 0.5."""
     items = list(world.dataset(subset))
-    return duration_breakdown(predict(model, items, device=device, **detect_kwargs), items, DURATION_EDGES["thumos"])
+    detections = predict(model, items, device=device, **detect_kwargs)  # shared by the duplicates and the lengths
+    return {**metrics, "duplicates": duplicate_share(detections), **diagnose(model, world, subset, device),
+            "duration": duration(detections, items)}
+
+
+def duration(detections: list, items: list) -> dict:
+    """:func:`tadlab.diagnostics.duration_breakdown` of ``detections`` (one per item): per THUMOS length bin (DETAD's
+    XS to XL, cut at 3, 6, 12 and 18 s), the instances' mean best same-class tIoU and share found at tIoU 0.5."""
+    return duration_breakdown(detections, items, DURATION_EDGES["thumos"])
 
 
 def recipe_rows(seed: int, profile: str, device="cpu", lrs=RECIPE_LRS) -> dict:
@@ -168,9 +168,9 @@ def job_rows(variant: str, seed: int, profile: str, device="cpu", lr: float | No
         models = {}
         rows = baseline_rows(world, THUMOS_TIOU, seed=seed, epochs=BASELINE_EPOCHS[profile]["thumos"], device=device,
                              models=models)
-        rows["context"]["duration"] = duration(models["context"], world, device=device, decoder="runs")
-        rows["class map grouping"]["duration"] = duration(models["context"], world, device=device,
-                                                          decoder="class_map")
+        items = list(world.dataset("testing"))
+        for name, decoder in (("context", "runs"), ("class map grouping", "class_map")):
+            rows[name]["duration"] = duration(predict(models["context"], items, device=device, decoder=decoder), items)
         return {name: rows[name] for name in ("context", "class map grouping")}
     overrides = dict(VARIANTS[variant])
     epochs = overrides.pop("epoch_factor", 1) * LONG_EPOCHS[profile]
