@@ -1,8 +1,9 @@
 """The notebooks' explorers, live in JupyterLab in Chromium, as a student uses them.
 
 For every notebook with an explorer (a cell that builds one of ``tadlab.widgets``' explorers) the test opens a
-temporary copy of the notebook in JupyterLab (profile "smoke", so the cells above the explorer take seconds), runs
-every cell above the explorer and the explorer's own, then moves each slider's handle with the mouse and with the
+temporary copy of the notebook in JupyterLab (profile "smoke", so the cells above the explorer take seconds, and no
+stored outputs), waits for an idle kernel, runs every cell above the explorer and waits until each has finished,
+runs the explorer's own, then moves each slider's handle with the mouse and with the
 arrow keys. Each time the slider's readout and the figure must change, the figure must never be blank in between
 (the same image element stays on screen with a height above zero in every animation frame), and a range slider's
 other handle must stay where it was. No "Error displaying widget" may appear, nor a widget error in the console.
@@ -96,13 +97,17 @@ def free_port() -> int:
 
 
 def copy_notebooks(target: Path) -> None:
-    """A copy of notebooks/ at profile "smoke" (their parameters cell edited), so running the cells takes seconds."""
+    """A copy of notebooks/ at profile "smoke" (their parameters cell edited), so running the cells takes seconds,
+    with no outputs and no execution counts: a cell's count then says that it ran in this session."""
     target.mkdir(parents=True)
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         parameters = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         assert 'profile = "ci"' in parameters.source
         parameters.source = parameters.source.replace('profile = "ci"', 'profile = "smoke"')
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
         nbformat.write(nb, target / path.name)
 
 
@@ -214,11 +219,57 @@ WATCH_STOP = """() => { const w = window.__tadlabWatch; w.running = false;
     return {minHeight: w.minHeight, replaced: w.replaced, frames: w.frames}; }"""
 
 
-def run_up_to(page, cell) -> None:
-    """Select ``cell``, run every cell above it (Run menu), then the cell itself (Shift+Enter)."""
-    cell.locator(".jp-InputPrompt").first.click()
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Above Selected Cell").click()
+# The input prompts of the code cells above cell number `index` (non-empty ones): "[ ]:" not run, "[*]:" queued or
+# running, "[3]:" done.
+PROMPTS_ABOVE = """(panel, index) => [...panel.querySelectorAll('.jp-Cell')].slice(0, index)
+    .filter(c => c.classList.contains('jp-CodeCell') && c.querySelector('.cm-content').innerText.trim() !== '')
+    .map(c => c.querySelector('.jp-InputPrompt').innerText.trim())"""
+DONE = re.compile(r"^\[\d+\]:$")
+
+
+def kernel_state(base, token, name) -> str | None:
+    """The execution state of the kernel of notebook ``name`` (JupyterLab's sessions API), None before it has one."""
+    with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=10) as answer:
+        sessions = json.load(answer)
+    return next((s["kernel"]["execution_state"] for s in sessions if s["path"].endswith(name)), None)
+
+
+def wait_until(condition, timeout_s, what, log) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen in {timeout_s} s; browser console:\n" + "\n".join(log[-30:]))
+        time.sleep(0.5)
+
+
+def fail_on_traceback(page) -> None:
+    error = page.locator(".jp-OutputArea-output", has_text="Traceback (most recent call last)")
+    if error.count():
+        pytest.fail(f"a cell raised while running up to the explorer:\n{error.first.inner_text()[-3000:]}")
+
+
+def run_up_to(page, panel, index, kernel, log) -> None:
+    """Run every code cell above cell number ``index`` (Run menu) and wait until each has its execution count and
+    the kernel is idle, then run the cell itself (Shift+Enter). Under load the menu can act before the kernel is
+    ready: the kernel must be idle first, and the menu is used again when no cell above has started."""
+    cell = panel.locator(".jp-Cell").nth(index)
+    prompts = lambda: panel.evaluate(PROMPTS_ABOVE, index)  # noqa: E731
+    wait_until(lambda: kernel() == "idle", 180, "the kernel becoming idle", log)
+    for _ in range(3):
+        cell.locator(".jp-InputPrompt").first.click()
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Above Selected Cell").click()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and all(p == "[ ]:" for p in prompts()):
+            time.sleep(0.5)
+        if not all(p == "[ ]:" for p in prompts()):
+            break
+
+    def above_done():
+        fail_on_traceback(page)
+        return all(DONE.match(p) for p in prompts()) and kernel() == "idle"
+
+    wait_until(above_done, RUN_TIMEOUT_S, "running every cell above the explorer", log)
     cell.locator(".jp-InputPrompt").first.click()
     page.keyboard.press("Shift+Enter")
 
@@ -227,12 +278,10 @@ def wait_for_explorer(page, cell, log) -> None:
     """Wait until the explorer's image is shown; fail early with the traceback when a cell raises."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     image, slider = cell.locator(FIGURE).last, cell.locator(".widget-slider")
-    while time.monotonic() < deadline:  # the slider first: a stored static PNG is there before the cell runs
+    while time.monotonic() < deadline:  # the slider and a loaded image: the live explorer
         if slider.count() and image.count() and image.evaluate("im => im.complete && im.naturalWidth > 0"):
             return
-        error = page.locator(".jp-OutputArea-output", has_text="Traceback (most recent call last)")
-        if error.count():
-            pytest.fail(f"a cell raised while running up to the explorer:\n{error.first.inner_text()[-3000:]}")
+        fail_on_traceback(page)
         time.sleep(1)
     pytest.fail(f"the explorer did not appear in {RUN_TIMEOUT_S} s; browser console:\n" + "\n".join(log[-30:]))
 
@@ -272,7 +321,7 @@ def test_explorer_live_in_jupyterlab(jupyterlab, browser, name):
         panel.locator(".jp-Cell").first.wait_for(timeout=120_000)
         panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=120_000)
         cell = panel.locator(".jp-Cell").nth(EXPLORERS[name])
-        run_up_to(page, cell)
+        run_up_to(page, panel, EXPLORERS[name], lambda: kernel_state(base, token, name), log)
         wait_for_explorer(page, cell, log)
         sliders = cell.locator(".widget-slider")
         assert sliders.count() >= 1, "the explorer has no slider"
