@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,25 +34,40 @@ SUBSETS = ("training", "validation", "testing")
 # than the working directory, so a copy of a notebook run elsewhere (a student's copy) loads the same rows.
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 PROFILES = ("smoke", "ci", "full")
-# Videos per world at each profile, shared by every notebook so that stored rows (results/) compare like with like:
-# 60 % training, 20 % validation, 20 % testing (the presets' split).
-WORLD_VIDEOS = {"smoke": {"thumos": 15, "anet": 15}, "ci": {"thumos": 120, "anet": 150},
-                "full": {"thumos": 400, "anet": 500}}
+# Videos per split of the world at each profile, shared by every notebook so that stored rows (results/) compare
+# like with like: (training, validation, testing). At "full" the testing split is large enough that the
+# evaluation's own sampling error (a bootstrap over the testing videos, :func:`bootstrap_error`) stays under 0.01
+# average mAP, so that seeds, not the choice of test videos, make the spread; training and validation keep the
+# sizes every recipe was chosen at (THUMOS14 has about 200 videos per split, ActivityNet-1.3 thousands).
+WORLD_SPLITS = {"smoke": {"thumos": (9, 3, 3), "anet": (9, 3, 3)},
+                "ci": {"thumos": (72, 24, 24), "anet": (90, 30, 30)},
+                "full": {"thumos": (240, 80, 1800), "anet": (300, 100, 800)}}
+# Seeds of a headline row and of an ablation row at "full" (an ablation's seeds are the first of its headline's)
+HEADLINE_SEEDS, ABLATION_SEEDS = (0, 1, 2, 3, 4), (0, 1, 2)
 # Epochs of the baselines (lr 3e-3) per profile and preset; at "full" the best of notebook 01's grid on validation.
 BASELINE_EPOCHS = {"smoke": {"thumos": 1, "anet": 1}, "ci": {"thumos": 40, "anet": 20},
                    "full": {"thumos": 50, "anet": 25}}
 
 
-def standard_world(preset: str, profile: str, seed: int, **overrides):
-    """The world every notebook uses at ``profile`` ("smoke", "ci" or "full"): :func:`make_world` with
-    ``WORLD_VIDEOS[profile][preset]`` videos and ``seed`` (``overrides`` pass through)."""
+def standard_world(preset: str, profile: str, seed: int, *, training_factor: int = 1, **overrides):
+    """The world every notebook uses at ``profile`` ("smoke", "ci" or "full"): :func:`make_world` of ``seed`` with
+    the split sizes ``WORLD_SPLITS[profile][preset]`` (``overrides`` pass through). ``training_factor`` multiplies
+    the training videos only (a "more data" ablation); validation and testing keep their sizes."""
     from tadlab.data.synthetic import make_world
 
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
-    if preset not in WORLD_VIDEOS[profile]:
-        raise ValueError(f"preset must be one of {sorted(WORLD_VIDEOS[profile])}, got {preset!r}")
-    return make_world(preset, WORLD_VIDEOS[profile][preset], seed=seed, **overrides)
+    if preset not in WORLD_SPLITS[profile]:
+        raise ValueError(f"preset must be one of {sorted(WORLD_SPLITS[profile])}, got {preset!r}")
+    if isinstance(training_factor, bool) or not isinstance(training_factor, int) or training_factor < 1:
+        raise ValueError(f"training_factor must be a positive int, got {training_factor!r}")
+    for name in ("validation_fraction", "testing_fraction"):
+        if name in overrides:
+            raise ValueError(f"standard_world sets {name} from WORLD_SPLITS; call make_world to choose it")
+    training, validation, testing = WORLD_SPLITS[profile][preset]
+    total = training * training_factor + validation + testing
+    return make_world(preset, total, seed=seed, validation_fraction=validation / total,
+                      testing_fraction=testing / total, **overrides)
 
 
 @dataclass
@@ -136,6 +152,118 @@ def run_seeds(recipe: Callable[[int], Mapping], seeds: Iterable[int], *, subset:
     return {name: SeedRuns(name, seeds, metrics, subset, dict(configs.get(name, {}))) for name, metrics in rows.items()}
 
 
+@dataclass(frozen=True)
+class PairedDifference:
+    """Row ``a`` minus row ``b`` seed by seed (the same seeds: same worlds, same testing videos), for one metric.
+
+    ``differences`` (S,) per seed in ``seeds`` order; ``mean``; ``low``, ``high``: the ``confidence`` interval of the
+    mean difference from Student's t with S - 1 degrees of freedom (NaN for one seed); ``wins``: the seeds where
+    ``a`` is higher.
+    """
+
+    a: str
+    b: str
+    key: str
+    seeds: tuple
+    differences: np.ndarray
+    confidence: float = 0.95
+
+    @property
+    def mean(self) -> float:
+        return float(self.differences.mean())
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        from scipy import stats
+
+        n = len(self.differences)
+        if n < 2:
+            return math.nan, math.nan
+        half = stats.t.ppf(0.5 + self.confidence / 2, n - 1) * self.differences.std(ddof=1) / math.sqrt(n)
+        return self.mean - float(half), self.mean + float(half)
+
+    @property
+    def wins(self) -> int:
+        return int((self.differences > 0).sum())
+
+    def __str__(self) -> str:
+        low, high = self.interval
+        return (f"{self.a} - {self.b}: {self.mean:+.3f} [{low:+.3f}, {high:+.3f}] ({self.confidence:.0%} interval), "
+                f"higher on {self.wins} of {len(self.differences)} seeds")
+
+
+def paired_difference(a: SeedRuns, b: SeedRuns, key: str = "average_mAP", confidence: float = 0.95) -> PairedDifference:
+    """``a - b`` seed by seed, its mean and ``confidence`` interval, and on how many seeds ``a`` is higher.
+
+    Rows compare only over the same seeds (a seed draws the world, so its testing videos): a ValueError names the
+    seeds that differ. The same metric must be measured on the same subset.
+    """
+    if set(a.seeds) != set(b.seeds) or len(a.seeds) != len(set(a.seeds)):
+        raise ValueError(f"paired_difference needs the same seeds, each once: {a.name!r} has {a.seeds}, "
+                         f"{b.name!r} has {b.seeds}")
+    if a.subset != b.subset:
+        raise ValueError(f"rows measured on different subsets: {a.name!r} on {a.subset!r}, {b.name!r} on {b.subset!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    seeds = tuple(sorted(a.seeds))
+    values_a = dict(zip(a.seeds, a.values(key)))
+    values_b = dict(zip(b.seeds, b.values(key)))
+    differences = np.array([values_a[s] - values_b[s] for s in seeds])
+    return PairedDifference(a.name, b.name, key, seeds, differences, confidence)
+
+
+def paired_table(rows: Iterable[SeedRuns], reference: SeedRuns, key: str = "average_mAP", digits: int = 3) -> str:
+    """One line per row: its mean ± std, and its paired difference with ``reference`` (mean, 95 % interval, seeds
+    where it is higher)."""
+    rows = [r for r in rows if r.name != reference.name]
+    width = max([len(r.name) for r in rows] + [len(reference.name)])
+    lines = [f"{'':{width}}  {key:>{7 + 2 * digits}}  minus {reference.name!r}: mean [95 % interval], higher on"]
+    lines.append(f"{reference.name:{width}}  {reference.summary(key, digits):>{7 + 2 * digits}}")
+    for row in rows:
+        d = paired_difference(row, reference, key)
+        low, high = d.interval
+        lines.append(f"{row.name:{width}}  {row.summary(key, digits):>{7 + 2 * digits}}  "
+                     f"{d.mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}], {d.wins} of {len(d.seeds)} seeds")
+    return "\n".join(lines)
+
+
+def bootstrap_error(ground_truth, results, tiou_thresholds, subset: str = "testing", samples: int = 100,
+                    seed: int = 0) -> float:
+    """The evaluation's own sampling error: the standard deviation of average mAP over ``samples`` resamplings of
+    the ``subset`` videos with replacement (a video drawn twice counts twice, under two ids), the results fixed.
+
+    ``ground_truth`` and ``results``: what :func:`tadlab.eval.evaluate_detection` takes (paths, ActivityNet-style
+    dicts, or the loaded dicts :func:`tadlab.train.detection_results` returns).
+    """
+    import dataclasses
+
+    from tadlab.data.schema import VideoDetections, as_ground_truth, load_results
+    from tadlab.eval import evaluate_detection
+
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+        raise ValueError(f"samples must be an int >= 2, got {samples!r}")
+    truth = {v: a for v, a in as_ground_truth(ground_truth).items() if a.subset == subset}
+    if not truth:
+        raise ValueError(f"the ground truth has no video of subset {subset!r}")
+    if not (isinstance(results, Mapping) and results and all(isinstance(d, VideoDetections) for d in results.values())):
+        results = load_results(results)
+    videos = sorted(truth)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(samples):
+        gt, res = {}, {}
+        for copy, index in enumerate(rng.choice(len(videos), size=len(videos), replace=True)):
+            video = videos[index]
+            name = f"{video}#{copy}"
+            gt[name] = dataclasses.replace(truth[video], video_id=name)
+            if video in results:
+                res[name] = dataclasses.replace(results[video], video_id=name)
+        with warnings.catch_warnings():  # a resample without some class ignores its predictions: expected here
+            warnings.simplefilter("ignore")
+            values.append(evaluate_detection(gt, res, tiou_thresholds=tiou_thresholds, subset=subset).average_mAP)
+    return float(np.std(values, ddof=1))
+
+
 def results_table(runs: Iterable[SeedRuns], keys=("average_mAP",), per_seed: bool = True, digits: int = 3) -> str:
     """A compact text table: one line per row, ``mean ± std`` per key, then the per-seed values of the first key."""
     runs = list(runs)
@@ -190,24 +318,42 @@ class StoredRuns(dict):
     meta: dict
 
 
-def detection_metrics(model, world, tiou_thresholds, subset: str = "testing", device="auto", **detect_kwargs) -> dict:
+def detection_metrics(model, world, tiou_thresholds, subset: str = "testing", device="auto", bootstrap: int = 0,
+                      duration_edges=None, **detect_kwargs) -> dict:
     """ActivityNet mAP of a trained ``model`` on a subset of a synthetic ``world`` (see :func:`tadlab.train.evaluate`)
-    as a JSON-able dict: ``average_mAP``, ``mAP`` (per threshold), ``tiou_thresholds`` and ``subset``."""
-    from tadlab.train import evaluate
+    as a JSON-able dict: ``average_mAP``, ``mAP`` (per threshold), ``tiou_thresholds`` and ``subset``; with
+    ``bootstrap`` > 1 also ``bootstrap_error``, the evaluation's sampling error over that many resamplings of the
+    subset's videos (:func:`bootstrap_error`); with ``duration_edges`` (seconds, e.g.
+    :data:`tadlab.diagnostics.DURATION_EDGES`) also ``duration``, the DETAD-style breakdown by instance length
+    (:func:`tadlab.diagnostics.duration_breakdown`)."""
+    from tadlab.eval import evaluate_detection
+    from tadlab.train import detection_results
 
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {list(SUBSETS)}, got {subset!r}")
-    metrics = evaluate(model, world.dataset(subset), world.ground_truth, world.class_names, tiou_thresholds,
-                       device=device, **detect_kwargs)
-    return {"average_mAP": float(metrics.average_mAP), "mAP": [float(m) for m in metrics.mAP],
-            "tiou_thresholds": [float(t) for t in metrics.tiou_thresholds], "subset": subset}
+    scored, results = detection_results(model, world.dataset(subset), world.ground_truth, world.class_names,
+                                        device=device, **detect_kwargs)
+    metrics = evaluate_detection(scored, results, tiou_thresholds=tiou_thresholds, subset=None)  # data's videos
+    row = {"average_mAP": float(metrics.average_mAP), "mAP": [float(m) for m in metrics.mAP],
+           "tiou_thresholds": [float(t) for t in metrics.tiou_thresholds], "subset": subset}
+    if bootstrap:
+        row["bootstrap_error"] = bootstrap_error(scored, results, tiou_thresholds, subset, samples=bootstrap)
+    if duration_edges is not None:
+        from tadlab.diagnostics import duration_breakdown
+        from tadlab.train import predict
+
+        items = list(world.dataset(subset))
+        row["duration"] = duration_breakdown(predict(model, items, device=device, **detect_kwargs), items,
+                                             duration_edges)
+    return row
 
 
 BASELINE_ROWS = ("naive", "context", "class map grouping")
 
 
 def baseline_rows(world, tiou_thresholds, *, seed: int, epochs: int, subset: str = "testing", lr: float = 3e-3,
-                  batch_size: int = 16, device="auto", models: dict | None = None) -> dict:
+                  batch_size: int = 16, device="auto", models: dict | None = None, bootstrap: int = 0,
+                  duration_edges=None) -> dict:
     """Train the baselines on ``world``'s training videos and measure them on ``subset``: ``{row: metrics}``.
 
     - ``"naive"``: :class:`~tadlab.models.SnippetClassifier`, decoded by runs of one threshold;
@@ -216,7 +362,8 @@ def baseline_rows(world, tiou_thresholds, *, seed: int, epochs: int, subset: str
       decoder).
 
     Both models train with :func:`tadlab.train.fit` (AdamW, cosine schedule, weight decay 1e-2). Pass a dict as
-    ``models`` to receive the trained models under "naive" and "context".
+    ``models`` to receive the trained models under "naive" and "context"; ``bootstrap`` and ``duration_edges`` add
+    each row's sampling error and length breakdown (:func:`detection_metrics`).
     """
     from tadlab.models import SnippetClassifier, TemporalContextClassifier
     from tadlab.train import fit
@@ -228,13 +375,13 @@ def baseline_rows(world, tiou_thresholds, *, seed: int, epochs: int, subset: str
     seed_everything(seed)
     naive = SnippetClassifier(world.feature_dim, world.num_classes)
     fit(naive, world.dataset("training"), **options)
-    rows["naive"] = detection_metrics(naive, world, tiou_thresholds, subset, device, decoder="runs")
+    measure = dict(subset=subset, device=device, bootstrap=bootstrap, duration_edges=duration_edges)
+    rows["naive"] = detection_metrics(naive, world, tiou_thresholds, **measure, decoder="runs")
     seed_everything(seed)
     context = TemporalContextClassifier(world.feature_dim, world.num_classes)
     fit(context, world.dataset("training"), **options)
-    rows["context"] = detection_metrics(context, world, tiou_thresholds, subset, device, decoder="runs")
-    rows["class map grouping"] = detection_metrics(context, world, tiou_thresholds, subset, device,
-                                                   decoder="class_map")
+    rows["context"] = detection_metrics(context, world, tiou_thresholds, **measure, decoder="runs")
+    rows["class map grouping"] = detection_metrics(context, world, tiou_thresholds, **measure, decoder="class_map")
     if models is not None:
         models.update(naive=naive, context=context)
     return rows

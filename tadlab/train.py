@@ -263,6 +263,14 @@ def evaluate(model: torch.nn.Module, data, ground_truth, class_names, tiou_thres
     split need not show every class) are left out: mAP averages over the ground truth's classes, so they cannot
     change it, and the official code would stop on them. Returns :class:`tadlab.eval.DetectionMetrics`.
     """
+    scored, results = detection_results(model, data, ground_truth, class_names, subset, device, batch_size,
+                                        **detect_kwargs)
+    return evaluate_detection(scored, results, tiou_thresholds=tiou_thresholds, subset=subset)
+
+
+def detection_results(model: torch.nn.Module, data, ground_truth, class_names, subset: str | None = None,
+                      device="auto", batch_size: int = 32, **detect_kwargs) -> tuple[dict, dict]:
+    """What :func:`evaluate` scores: ``(ground truth of the videos in data, results dict in seconds)``."""
     videos = as_ground_truth(ground_truth)
     pairs = list(_predict_videos(model, data, resolve_device(device), batch_size, detect_kwargs))
     if not pairs:
@@ -277,7 +285,7 @@ def evaluate(model: torch.nn.Module, data, ground_truth, class_names, tiou_thres
     detections = [{key: value[known[det["labels"]]] for key, value in det.items()} for _, det in pairs]
     results = detections_to_results(detections, ids, [float(item["duration"]) for item, _ in pairs],
                                     int(pairs[0][0]["features"].shape[-1]), list(class_names))
-    return evaluate_detection(scored, results, tiou_thresholds=tiou_thresholds, subset=subset)
+    return scored, results
 
 
 def _predict_videos(model, data, device: torch.device, batch_size: int, detect_kwargs: dict):

@@ -1,4 +1,5 @@
-"""The experiment protocol: seeds, rows, mean ± sample std, tables, JSON round trips, and the baseline rows."""
+"""The experiment protocol: the standard worlds, seeds, rows, mean ± sample std, paired differences, the evaluation's
+sampling error, tables, JSON round trips, and the baseline rows."""
 import json
 import math
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 
 from tadlab.eval import ANET_TIOU
-from tadlab.experiments import (BASELINE_ROWS, SeedRuns, baseline_rows, load_runs, results_table, run_seeds,
-                                save_runs)
+from tadlab.experiments import (BASELINE_ROWS, SeedRuns, baseline_rows, bootstrap_error, load_runs, paired_difference,
+                                paired_table, results_table, run_seeds, save_runs, standard_world)
 
 
 def recipe(seed):
@@ -78,3 +79,62 @@ def test_baseline_rows_train_and_measure_three_rows_on_testing():
     for metrics in rows.values():
         assert metrics["subset"] == "testing" and len(metrics["mAP"]) == 10
         assert 0.0 <= metrics["average_mAP"] <= 1.0
+
+
+def row(name, values, seeds=None, subset="testing"):
+    seeds = list(range(len(values))) if seeds is None else seeds
+    return SeedRuns(name, seeds, [{"average_mAP": v} for v in values], subset)
+
+
+def test_paired_difference_on_hand_made_seeds():
+    # differences 0.1, 0.2, 0.0, 0.1, 0.1: mean 0.1, sample std sqrt(0.005), t(0.975, 4) = 2.7764451
+    a, b = row("A", [0.5, 0.6, 0.3, 0.4, 0.9]), row("B", [0.4, 0.4, 0.3, 0.3, 0.8])
+    d = paired_difference(a, b)
+    np.testing.assert_allclose(d.differences, [0.1, 0.2, 0.0, 0.1, 0.1], atol=1e-12)
+    half = 2.7764451 * math.sqrt(0.005) / math.sqrt(5)
+    assert d.mean == pytest.approx(0.1) and d.interval == pytest.approx((0.1 - half, 0.1 + half), abs=1e-6)
+    assert d.wins == 4  # seed 2 is a tie, not a win
+    assert str(d) == "A - B: +0.100 [+0.012, +0.188] (95% interval), higher on 4 of 5 seeds"
+
+
+def test_paired_difference_aligns_seeds_and_refuses_other_seeds_or_subsets():
+    a, b = row("A", [0.5, 0.7], seeds=[3, 1]), row("B", [0.1, 0.4], seeds=[1, 3])
+    assert paired_difference(a, b).differences.tolist() == pytest.approx([0.7 - 0.1, 0.5 - 0.4])
+    assert math.isnan(paired_difference(row("A", [0.5]), row("B", [0.4])).interval[0])
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_difference(row("A", [0.5, 0.6]), row("B", [0.5, 0.6], seeds=[0, 2]))
+    with pytest.raises(ValueError, match="different subsets"):
+        paired_difference(row("A", [0.5, 0.6]), row("B", [0.5, 0.6], subset="validation"))
+
+
+def test_paired_table_lists_each_row_against_the_reference():
+    table = paired_table([row("A", [0.5, 0.6, 0.3]), row("B", [0.4, 0.4, 0.3])], row("B", [0.4, 0.4, 0.3]))
+    lines = table.splitlines()
+    assert lines[1].startswith("B ") and lines[2].startswith("A ") and len(lines) == 3
+    assert lines[2].endswith("2 of 3 seeds") and "+0.100" in lines[2]
+
+
+def test_bootstrap_error_is_zero_for_perfect_results_and_shrinks_with_more_videos():
+    def world(videos, hit_every):
+        gt = {"database": {f"v{i}": {"subset": "testing", "duration": 10.0,
+                                     "annotations": [{"segment": [1.0, 5.0], "label": "a"}]} for i in range(videos)}}
+        res = {"results": {f"v{i}": [{"segment": [1.0, 5.0] if i % hit_every == 0 else [6.0, 9.0], "label": "a",
+                                      "score": 0.9 if i % 2 else 0.5}] for i in range(videos)}}
+        return gt, res
+
+    assert bootstrap_error(*world(20, 1), ANET_TIOU, samples=20) == 0.0
+    small, large = (bootstrap_error(*world(n, 2), ANET_TIOU, samples=60) for n in (20, 320))
+    assert 0 < large < small / 2  # about 1 / sqrt(16) of it
+    with pytest.raises(ValueError, match="no video of subset"):
+        bootstrap_error(*world(4, 1), ANET_TIOU, subset="validation")
+
+
+def test_standard_world_splits_and_more_training_videos():
+    world = standard_world("anet", "ci", 0)
+    assert [len(world.dataset(s)) for s in ("training", "validation", "testing")] == [90, 30, 30]
+    bigger = standard_world("anet", "ci", 0, training_factor=3)
+    assert [len(bigger.dataset(s)) for s in ("training", "validation", "testing")] == [270, 30, 30]
+    with pytest.raises(ValueError, match="training_factor"):
+        standard_world("anet", "ci", 0, training_factor=0)
+    with pytest.raises(ValueError, match="testing_fraction"):
+        standard_world("anet", "ci", 0, testing_fraction=0.5)
