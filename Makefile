@@ -3,6 +3,8 @@
 #   make test         unit and property tests, then every notebook under strict nbval
 #   make lab          JupyterLab on lab/, your own copies of the notebooks (STUDENT=1: lab-student/, no solutions)
 #   make student      student copies (solutions replaced by empty exercise cells) in out/student/
+#   make results      every stored result (results/*.json) rebuilt by the Snakemake workflow (hours; resumable);
+#                     make results PROFILE=smoke runs the whole DAG in minutes into out/results-smoke/
 # Each creates .venv and installs what it needs. GPU users: see README (install your CUDA PyTorch first).
 
 PYTHON ?= python3
@@ -18,7 +20,10 @@ LAB_ARGS ?=
 # Jupyter refuses to run as root (a container, a CI machine) unless told to
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
-.PHONY: notebooks test venv lab student browser clean
+# make results: "full" unless PROFILE is given on the command line (PROFILE=ci is the notebooks' default, not this)
+RESULTS_PROFILE := $(if $(filter command line,$(origin PROFILE)),$(PROFILE),full)
+
+.PHONY: notebooks test venv lab student browser results clean
 
 venv: $(VENV)/.installed
 
@@ -40,6 +45,14 @@ $(VENV)/.browser: $(VENV)/.installed
 	touch $@
 
 browser: $(VENV)/.browser
+
+$(VENV)/.workflow: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[workflow]"
+	touch $@
+
+results: $(VENV)/.workflow
+	$(BIN)/snakemake -s workflow/Snakefile --config profile=$(RESULTS_PROFILE) python=$(abspath $(BIN)/python) \
+		--cores $(JOBS) --rerun-triggers mtime --keep-going
 
 notebooks: venv
 	$(BIN)/python scripts/run_notebooks.py --profile $(PROFILE)

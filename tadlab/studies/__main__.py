@@ -1,0 +1,46 @@
+"""The studies from a shell (the results workflow calls this; so can you, for one job):
+
+    python -m tadlab.studies list [--profile full]                        every results file, its jobs and seeds
+    python -m tadlab.studies run STUDY JOB --seed K [--profile full]      one job, one seed -> its part file
+    python -m tadlab.studies merge STUDY NAME.json [--profile full]       the parts -> results/NAME.json
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tadlab.experiments import PROFILES
+from tadlab.studies import merge, plan, results_dir, run_job
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tadlab.studies", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="every results file with its jobs and seeds")
+    one = commands.add_parser("run", help="run one job for one seed")
+    one.add_argument("study"), one.add_argument("job")
+    one.add_argument("--seed", type=int, required=True)
+    one.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    one.add_argument("--output", default=None, help="the part file (default: out/parts/PROFILE/STUDY/JOB/seedK.json)")
+    gather = commands.add_parser("merge", help="gather the parts of one results file")
+    gather.add_argument("study"), gather.add_argument("name")
+    gather.add_argument("--output", default=None, help="default: results/ at full, out/results-PROFILE/ otherwise")
+    for command in (listing, one, gather):
+        command.add_argument("--profile", default="full", choices=PROFILES)
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for name, result in plan(args.profile):
+            print(f"{results_dir(args.profile) / result.name}  ({name}, {result.subset}): jobs {list(result.jobs)}, "
+                  f"seeds {list(result.seeds_at(args.profile))}" + (f", needs {list(result.needs)}" if result.needs
+                                                                     else ""))
+        return 0
+    if args.command == "run":
+        path = run_job(args.study, args.job, args.seed, args.profile, device=args.device, output=args.output)
+    else:
+        path = merge(args.study, args.name, args.profile, output=args.output)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
