@@ -153,18 +153,31 @@ def test_regression_sample_keeps_all_high_cells_and_balances_the_rest():
     iou = torch.zeros(1, 20, 50)
     iou[0, 0, :10] = 0.8  # 10 high
     iou[0, 1, :40] = 0.5  # 40 middle
+    iou[0, 2:6] = 0.1  # 200 low, in (0, 0.3]; rows 6-9 overlap nothing (tIoU 0)
     valid = torch.ones(20, 50, dtype=torch.bool)
     valid[10:] = False
+    iou[0, 10:] = 0.2  # low but invalid
     counts = []
     for seed in range(20):
         sample = regression_sample(iou, valid, generator=torch.Generator().manual_seed(seed))
         assert bool(sample[0, 0, :10].all()) and not bool(sample[0, 10:].any())  # all high, never invalid
-        counts.append((int(sample[0, 1, :40].sum()), int(sample[0, 2:10].sum() + sample[0, 1, 40:].sum())))
+        assert not bool(sample[0, 6:10].any()) and not bool(sample[0, 1, 40:].any())  # never a tIoU-0 cell
+        counts.append((int(sample[0, 1, :40].sum()), int(sample[0, 2:6].sum())))
     middle, low = np.mean(counts, axis=0)
-    assert 6 < middle < 14 and 6 < low < 14  # about n_high = 10 each (of 40 middle and 410 low cells)
+    assert 6 < middle < 14 and 6 < low < 14  # about n_high = 10 each (of 40 middle and 200 low cells)
     few_middle = iou.clone()
     few_middle[0, 1, 3:] = 0.0  # 3 middle cells < n_high: all kept
     assert bool(regression_sample(few_middle, valid)[0, 1, :3].all())
+
+
+def test_regression_sample_groups_by_hand():
+    # BMN's groups: high (0.7, 1], middle (0.3, 0.7], low (0, 0.3]; tIoU 0 is in none. Three high cells and fewer
+    # cells than that in each other group: every grouped cell is kept, whatever the random draw.
+    iou = torch.tensor([[[0.8, 0.9, 1.0, 0.7, 0.3, 1e-4, 0.0, 0.0]]])
+    valid = torch.ones(1, 8, dtype=torch.bool)
+    for seed in range(5):
+        sample = regression_sample(iou, valid, generator=torch.Generator().manual_seed(seed))
+        assert sample[0, 0].tolist() == [True] * 6 + [False, False]
 
 
 def test_map_losses_by_hand():
@@ -218,8 +231,8 @@ def test_a_few_steps_fit_one_batch():
     model = small_model()
     batch = one_video_batch([[2.0, 6.0], [7.0, 11.0]], [0, 1])
     losses = []  # seed=0: the same regression sample every step
-    train_steps(model, batch, 30, lr=1e-2, optimizer=torch.optim.Adam, seed=0, losses=losses)
-    assert losses[-1] < 0.5 * losses[0]
+    train_steps(model, batch, 60, lr=1e-2, optimizer=torch.optim.Adam, seed=0, losses=losses)
+    assert losses[-1] < 0.2 * losses[0]
 
 
 # ------------------------------------------------------------------------------------------ inference
@@ -248,6 +261,30 @@ def test_decoding_a_hand_made_map_finds_the_proposal():
     [det] = decode_boundary_matching(start, end, confidence, boundary_matching_valid(T, D), candidates="all",
                                      top_k=1000)
     assert len(det["scores"]) == int(boundary_matching_valid(T, D).sum())
+
+
+def test_detect_uses_bmn_soft_nms_by_default_and_keeps_the_old_one():
+    # T = 12. Start candidates {0}, end candidates {5, 7, 11}: two valid proposals, [0, 8) (score 0.9 * 0.9, width
+    # 8/12, so BMN decays only tIoU > 0.5 + 0.4 * 2/3 = 0.767) and [0, 6) (0.9 * 0.8, tIoU 0.75 with [0, 8)).
+    start, end = torch.full((1, T), 0.05), torch.full((1, T), 0.05)
+    start[0, 0], end[0, 7], end[0, 5] = 0.9, 0.9, 0.8
+    confidence = torch.full((1, 2, D, T), 0.1)
+    confidence[0, :, 7, 0] = 1.0  # [0, 8)
+    confidence[0, :, 5, 0] = 1.0  # [0, 6)
+    valid = boundary_matching_valid(T, D)
+    first, second, decay = 0.9 * 0.9, 0.9 * 0.8, math.exp(-0.75 ** 2 / 0.4)
+    [det] = decode_boundary_matching(start, end, confidence, valid)  # BMN's Soft-NMS: [0, 6) keeps its score
+    assert det["segments"].tolist() == [[0.0, 8.0], [0.0, 6.0]]
+    torch.testing.assert_close(det["scores"], torch.tensor([first, second]))
+    [old] = decode_boundary_matching(start, end, confidence, valid, nms="gaussian")  # every overlap decays
+    assert old["segments"].tolist() == [[0.0, 8.0], [0.0, 6.0]]
+    torch.testing.assert_close(old["scores"], torch.tensor([first, second * decay]))
+    [low] = decode_boundary_matching(start, end, confidence, valid, nms_thresholds=(0.3, 0.6))  # 0.5 < 0.75
+    torch.testing.assert_close(low["scores"], torch.tensor([first, second * decay]))
+    model = small_model().eval()
+    outputs = {"start": start, "end": end, "confidence": confidence}
+    torch.testing.assert_close(model.detect(outputs)[0]["scores"], det["scores"])
+    torch.testing.assert_close(model.detect(outputs, nms="gaussian")[0]["scores"], old["scores"])
 
 
 def test_detect_returns_the_standard_format():
@@ -345,6 +382,12 @@ def test_bad_arguments_are_named():
         small_model().detect(outputs, fusion="mean")
     with pytest.raises(ValueError, match="candidates"):
         small_model().detect(outputs, candidates="some")
+    with pytest.raises(ValueError, match="nms must be one of"):
+        small_model().detect(outputs, nms="hard")
+    with pytest.raises(ValueError, match="nms_thresholds must be a pair"):
+        small_model().detect(outputs, nms_thresholds=0.5)
+    with pytest.raises(ValueError, match=r"nms_thresholds\[1\] must lie in"):
+        small_model().detect(outputs, nms_thresholds=(0.5, 1.5))
     with pytest.raises(ValueError, match="top_classes"):
         combine_proposals_with_classes([{"segments": torch.zeros(0, 2), "scores": torch.zeros(0)}],
                                        torch.rand(1, 3), top_classes=4)

@@ -31,22 +31,29 @@ sparse COO (``sampling="sparse"``): 478,336 non-zeros, 9.6 MB (two int64 indices
 On a CPU the dense matmul is the faster of the two at these sizes (it is BLAS); the sparse one is there to show
 the memory saving and for large T.
 
-**Losses** (BMN Sec. 3.4): L = L_TEM + lambda * L_reg + L_cls with lambda = 10, where L_TEM is BMN's weighted
+**Losses** (BMN Sec. 3.5): L = L_TEM + lambda * L_reg + L_cls with lambda = 10, where L_TEM is BMN's weighted
 binary cross-entropy of the start and end probabilities against the widened boundary labels
 (:func:`tadlab.labels.boundary_labels` with ``width=3`` snippets, positives > 0.5), L_reg the squared error of the
-regression channel on a balanced sample of cells (all cells with tIoU > 0.7; cells in (0.3, 0.7] and in [0, 0.3]
-each kept with probability n_high / n_group, so that each group is about as large as the high one) and L_cls the
-balanced binary cross-entropy of the classification channel (positives tIoU > 0.9). Weight decay is the
-optimiser's (``fit(weight_decay=...)``).
+regression channel on a balanced sample of cells (all cells with tIoU > 0.7; cells in (0.3, 0.7] and in (0, 0.3]
+each kept with probability n_high / n_group, so that each group is about as large as the high one; cells that
+overlap no instance, tIoU 0, are never in it: BMN's code, ``pem_reg_loss_func``) and L_cls the balanced binary
+cross-entropy of the classification channel (positives tIoU > 0.9). Weight decay is the optimiser's
+(``fit(weight_decay=...)``).
 
-**Inference** (BMN Sec. 3.5): start candidates are the snippets whose start probability is a local peak or above
+**Inference** (BMN Sec. 3.6): start candidates are the snippets whose start probability is a local peak or above
 half the video's maximum (end candidates likewise; the first snippet is always a start candidate and the last
 always an end candidate, as in BSN); every valid cell joining a start candidate and an end candidate is a
 proposal, scored p_s * p_e * p_cc * p_cr (``fusion="product"``, as BMN's public code and RCL score it; the BMN
-paper prints p_s * p_e * sqrt(p_cc * p_cr), ``fusion="sqrt"``), then Gaussian Soft-NMS
-(:func:`tadlab.segments.soft_nms`, sigma 0.4 as BMN on ActivityNet) keeps the best 100. On the synthetic anet world
-(T = 50, one seed) the product ranked slightly better (AR@10 0.66 vs 0.64, AR@100 0.84 for both) and the BSN
-candidates matter (AR@100 0.84 against 0.74 when every valid cell is a candidate).
+paper prints p_s * p_e * sqrt(p_cc * p_cr), ``fusion="sqrt"``), then BMN's Soft-NMS keeps the best 100
+(``nms="bmn"``, :func:`tadlab.segments.bmn_soft_nms`, as BMN's public post-processing: a Gaussian decay, sigma 0.4,
+only of the proposals whose tIoU with the selected one exceeds 0.5 + 0.4 * (its width / T)). ``nms="gaussian"``
+decays every overlap (:func:`tadlab.segments.soft_nms`, sigma 0.4); it was tadlab's only decoding before, and the
+stored rows of notebook 06 (``results/06_*.json``) were measured with it.
+The boundary candidates are the paper's and those of the 2019 revision of BMN's public PyTorch code; its 2020
+revision takes every valid cell (``candidates="all"``). Which recalls more is an empirical question: on the
+synthetic anet world at T = D = 50 (notebook 06, ``results/06_candidates.json``: 3 seeds, testing, Gaussian
+Soft-NMS) every cell a candidate reached AR@100 0.800 ± 0.033 against 0.746 ± 0.057 with the candidates (mean ±
+std over the seeds), higher on each seed.
 BMN is class-agnostic: ``detect`` returns proposals with label 0, or, given video-level class scores, proposals x
 the top video classes as detections (:func:`tadlab.models.video_classifier.combine_proposals_with_classes`).
 
@@ -74,12 +81,13 @@ from tadlab.labels import boundary_labels, boundary_matching_map
 from tadlab.models.blocks import forward_cost
 from tadlab.models.rrm import RRM, sequence_weights
 from tadlab.models.video_classifier import combine_proposals_with_classes
-from tadlab.segments import soft_nms
+from tadlab.segments import bmn_soft_nms, soft_nms
 from tadlab.utils import check_choice
 
 PAPER_CONFIG = dict(hidden_1d=256, hidden_bm=128, hidden_3d=512, hidden_2d=128, num_samples=32, samples_per_bin=3)
 CPU_CONFIG = dict(hidden_1d=32, hidden_bm=16, hidden_3d=32, hidden_2d=16, num_samples=8, samples_per_bin=1)
 REGRESSION_WEIGHT = 10.0  # lambda of BMN's L = L_TEM + lambda * L_reg + L_cls
+BMN_NMS_THRESHOLDS = (0.5, 0.9)  # BMN's soft_nms_low_thres, soft_nms_high_thres (ActivityNet)
 
 
 def _positive_int(name: str, value) -> int:
@@ -215,13 +223,15 @@ def regression_sample(iou: torch.Tensor, valid: torch.Tensor, high: float = 0.7,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """BMN's cells for the tIoU regression loss: bool mask, ``iou``'s shape, ``valid`` broadcasting to it.
 
-    Every valid cell with tIoU > ``high``; those in (low, high] and those in [0, low] each kept at random with
+    Every valid cell with tIoU > ``high``; those in (low, high] and those in (0, low] each kept at random with
     probability n_high / n_group (so each group contributes about n_high cells; all of a group when it is smaller).
+    Cells with tIoU 0 (overlapping no instance) are never sampled, as in BMN's code (``pem_reg_loss_func``:
+    ``(gt_iou_map <= 0.3) & (gt_iou_map > 0.)``).
     """
     valid = valid.expand_as(iou)
     top = (iou > high) & valid
     middle = (iou > low) & (iou <= high) & valid
-    bottom = (iou <= low) & valid
+    bottom = (iou > 0) & (iou <= low) & valid
     count = top.sum().to(iou.dtype)
     draw = torch.rand(iou.shape, generator=generator, device=iou.device, dtype=iou.dtype)
     keep_middle = middle & (draw < count / middle.sum().clamp_min(1))
@@ -410,11 +420,13 @@ class BMN(nn.Module):
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def detect(self, outputs: dict, *, top_k: int = 100, candidates: str = "peaks", fusion: str = "product",
-               sigma: float = 0.4, class_scores: torch.Tensor | None = None, top_classes: int = 1) -> list[dict]:
+               nms: str = "bmn", sigma: float = 0.4, nms_thresholds: tuple = BMN_NMS_THRESHOLDS,
+               class_scores: torch.Tensor | None = None, top_classes: int = 1) -> list[dict]:
         """Proposals (or detections) per video; see :func:`decode_boundary_matching`."""
         return decode_boundary_matching(outputs["start"], outputs["end"], outputs["confidence"], self.valid,
-                                        top_k=top_k, candidates=candidates, fusion=fusion, sigma=sigma,
-                                        class_scores=class_scores, top_classes=top_classes)
+                                        top_k=top_k, candidates=candidates, fusion=fusion, nms=nms, sigma=sigma,
+                                        nms_thresholds=nms_thresholds, class_scores=class_scores,
+                                        top_classes=top_classes)
 
 
 def boundary_candidates(probs: torch.Tensor, first: bool) -> torch.Tensor:
@@ -430,24 +442,31 @@ def boundary_candidates(probs: torch.Tensor, first: bool) -> torch.Tensor:
 
 def decode_boundary_matching(start: torch.Tensor, end: torch.Tensor, confidence: torch.Tensor, valid: torch.Tensor,
                              *, top_k: int = 100, candidates: str = "peaks", fusion: str = "product",
-                             sigma: float = 0.4, class_scores: torch.Tensor | None = None,
-                             top_classes: int = 1) -> list[dict]:
+                             nms: str = "bmn", sigma: float = 0.4, nms_thresholds: tuple = BMN_NMS_THRESHOLDS,
+                             class_scores: torch.Tensor | None = None, top_classes: int = 1) -> list[dict]:
     """BMN inference: start, end (B, T) probabilities, confidence (B, 2, D, T) [regression, classification], valid
     (D, T) -> one dict per video of ``segments`` (M, 2) snippet units, ``scores`` (M,), ``labels`` (M,) int64.
 
     1. Candidate cells: valid, starting at a start candidate and ending at an end candidate
        (:func:`boundary_candidates`; ``candidates="all"`` takes every valid cell).
     2. Score: ``fusion="product"`` p_s p_e p_cc p_cr (BMN's code, RCL) or ``"sqrt"`` p_s p_e sqrt(p_cc p_cr) (the BMN
-       paper, Sec. 3.5).
-    3. Gaussian Soft-NMS (:func:`tadlab.segments.soft_nms`, ``sigma`` = 0.4 as BMN on ActivityNet), best ``top_k``.
+       paper, Sec. 3.6).
+    3. Soft-NMS, best ``top_k``: ``nms="bmn"`` BMN's (:func:`tadlab.segments.bmn_soft_nms`: Gaussian decay by
+       exp(-tIoU² / ``sigma``) only where tIoU > low + (high - low) * width / T, ``nms_thresholds`` = (low, high) =
+       (0.5, 0.9), the width that of the selected proposal, T the video's snippets); ``nms="gaussian"`` decays every
+       overlap (:func:`tadlab.segments.soft_nms`). ``sigma`` = 0.4 as BMN on ActivityNet, for both.
     4. Without ``class_scores``: proposals, label 0. With ``class_scores`` (B, K) video-level probabilities: every
        proposal x each of the ``top_classes`` best classes, score multiplied
        (:func:`tadlab.models.video_classifier.combine_proposals_with_classes`).
     """
     check_choice("candidates", candidates, {"peaks", "all"})
     check_choice("fusion", fusion, {"sqrt", "product"})
+    check_choice("nms", nms, {"bmn", "gaussian"})
     _positive_int("top_k", top_k)
     _number("sigma", sigma, 0.0, low_open=True)
+    if not isinstance(nms_thresholds, (tuple, list)) or len(nms_thresholds) != 2:
+        raise ValueError(f"nms_thresholds must be a pair (low, high) of tIoUs, got {nms_thresholds!r}")
+    low, high = (_number(f"nms_thresholds[{i}]", v, 0.0, 1.0) for i, v in enumerate(nms_thresholds))
     if start.dim() != 2 or end.shape != start.shape:
         raise ValueError(f"start and end must have the same shape (B, T), got {tuple(start.shape)} and "
                          f"{tuple(end.shape)}")
@@ -474,8 +493,12 @@ def decode_boundary_matching(start: torch.Tensor, end: torch.Tensor, confidence:
 
     proposals = []
     for b in range(batch):
-        seg, score, _ = soft_nms(segments[keep[b]], scores[b][keep[b]], method="gaussian", sigma=sigma,
-                                 min_score=0.0, top_k=top_k)
+        if nms == "bmn":
+            seg, score, _ = bmn_soft_nms(segments[keep[b]], scores[b][keep[b]], length, sigma=sigma,
+                                         low_threshold=low, high_threshold=high, top_k=top_k)
+        else:
+            seg, score, _ = soft_nms(segments[keep[b]], scores[b][keep[b]], method="gaussian", sigma=sigma,
+                                     min_score=0.0, top_k=top_k)
         proposals.append({"segments": seg, "scores": score,
                           "labels": torch.zeros(score.shape[0], dtype=torch.int64, device=score.device)})
     if class_scores is None:
