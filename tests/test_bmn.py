@@ -1,11 +1,19 @@
 """BMN: the sampling tensor against direct interpolation, the map's shape and validity, the losses on hand-made cases,
-decoding, the proposal x video-class combination, cost, training with fit, bad arguments, CUDA."""
+decoding (BMN's Soft-NMS and the old one), the proposal x video-class combination, cost, training with fit, the
+measurements of tadlab.bmn_measures (grid ceiling by hand and against the official evaluation, predictions and
+metrics against the protocol's), bad arguments, CUDA."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from tadlab.bmn_measures import (bmn_predictions, grid_cells, grid_ceiling, grid_ceiling_proposals,
+                                 grid_ceiling_recall, measure_bmn)
+from tadlab.data.schema import detections_to_results
+from tadlab.eval import ANET_TIOU, evaluate_proposals
+from tadlab.experiments import detection_metrics
+from tadlab.data.collate import collate_videos
 from tadlab.labels import boundary_labels, boundary_matching_map, boundary_matching_valid
 from tadlab.models import BMN, RRM, ProposalDetector, VideoClassifier
 from tadlab.models.bmn import (BoundaryMatchingLayer, balanced_bce, boundary_candidates, boundary_matching_weights,
@@ -340,6 +348,80 @@ def test_proposal_detector_trains_with_fit_and_evaluates():
     assert {"total", "tem", "classifier"} <= set(history.train)
     metrics = evaluate(detector, world.dataset("validation"), world.ground_truth, world.class_names, device="cpu")
     assert 0 <= float(metrics.average_mAP) <= 1
+
+
+# ------------------------------------------------------------------------------------------ measurements
+def test_grid_ceiling_by_hand():
+    instances = torch.tensor([[2.5, 6.0], [0.0, 10.0], [7.2, 7.4]], dtype=torch.float64)
+    best, cells = grid_ceiling(instances, 10)  # D = T = 10: every cell up to the whole video
+    # [2.5, 6): [2, 6) reaches 3.5 / 4 = 0.875 ([3, 6): 3 / 3.5 = 0.857); [0, 10) is a cell; [7.2, 7.4): [7, 8), 0.2
+    torch.testing.assert_close(best, torch.tensor([0.875, 1.0, 0.2], dtype=torch.float64))
+    assert cells.tolist() == [[2.0, 6.0], [0.0, 10.0], [7.0, 8.0]]
+    best, cells = grid_ceiling(instances, 10, max_duration=5)  # no cell longer than 5: [0, 10) gets 5 / 10
+    assert float(best[1]) == 0.5 and cells[1, 1] - cells[1, 0] == 5
+    assert len(grid_cells(10, 5)) == len(proposal_cells(10, 5)) == 40  # 10 + 9 + 8 + 7 + 6 valid cells
+    # recall at 0.5:0.05:0.95: two of three instances up to 0.85, one from 0.9 on -> mean (8 * 2 + 2 * 1) / 30
+    ceiling = grid_ceiling_recall([instances, torch.zeros(0, 2)], 10)
+    assert ceiling["num_instances"] == 3
+    np.testing.assert_allclose(ceiling["recall"], [2 / 3] * 8 + [1 / 3] * 2)
+    assert math.isclose(ceiling["AR@100"], 0.6)
+    assert grid_ceiling_recall([{"segments": instances}], 10)["AR@100"] == ceiling["AR@100"]  # items as well
+
+
+def tiny_world():
+    from tadlab.data.synthetic import make_world
+    return make_world("anet", num_videos=20, seed=0, num_snippets=T, feature_dim=C, num_classes=3)
+
+
+def test_grid_ceiling_is_the_official_recall_of_its_proposals_and_bounds_any_grid_detector():
+    world = tiny_world()
+    items = list(world.dataset("training"))
+    ceiling = grid_ceiling_recall(items, T, D)
+    proposals = grid_ceiling_proposals(items, T, D)
+    ids, durations = [v["video_id"] for v in items], [v["duration"] for v in items]
+    official = evaluate_proposals(world.ground_truth, detections_to_results(proposals, ids, durations, T, ["a"]),
+                                  subset="training")
+    assert math.isclose(official.ar_at(100), ceiling["AR@100"], abs_tol=1e-9)
+    np.testing.assert_allclose(official.recall[:, -1], ceiling["recall"], atol=1e-9)
+    assert ceiling["AR@100"] < 1  # the synthetic instances do not sit on the grid
+    torch.manual_seed(0)
+    model, classifier = BMN(C, T, D, **TINY), VideoClassifier(C, 3, hidden=8)
+    for oracle in (None, "map", "map+boundaries"):  # no grid detector beats it, however it ranks
+        row = measure_bmn(model, classifier, world, "training", oracle=oracle, candidates="all", top_k=1000)
+        assert row["AR@100"] <= ceiling["AR@100"] + 1e-9
+
+
+def test_measure_bmn_equals_the_protocol_and_the_oracles_read_the_targets():
+    world = tiny_world()
+    torch.manual_seed(0)
+    model, classifier = BMN(C, T, D, **TINY), VideoClassifier(C, 3, hidden=8)
+    detector = ProposalDetector(model, classifier)
+    for options in ({}, {"candidates": "all"}, {"candidates": "all", "nms": "gaussian"}):
+        row = measure_bmn(model, classifier, world, "validation", **options)
+        protocol = detection_metrics(detector, world, ANET_TIOU, "validation", device="cpu", **options)
+        assert math.isclose(row["average_mAP"], protocol["average_mAP"], abs_tol=1e-12)
+        assert row["AR@10"] is not None and 0 <= row["AR@100"] <= 1 and row["subset"] == "validation"
+    items = list(world.dataset("validation"))
+    own = bmn_predictions(model, classifier, items, batch_size=3)
+    targets = model.targets(collate_videos(items))
+    torch.testing.assert_close(own["iou"], targets["iou"])
+    with torch.no_grad():
+        torch.testing.assert_close(own["confidence"], model.eval()(collate_videos(items)["features"])["confidence"])
+    oracle = bmn_predictions(model, classifier, items, oracle="map")
+    assert torch.equal(oracle["confidence"][:, 0], targets["iou"]) and torch.equal(oracle["confidence"][:, 1],
+                                                                                    targets["iou"])
+    assert measure_bmn(model, classifier, world, "validation", oracle="map")["map_error"] == 0.0
+    assert len(own["proposals"]) == len(own["detections"]) == len(items)
+    with pytest.raises(ValueError, match="oracle must be None"):
+        bmn_predictions(model, classifier, items, oracle="boundaries")
+    with pytest.raises(ValueError, match="needs a BMN with an RRM"):
+        bmn_predictions(model, classifier, items, iterations=2)
+    with pytest.raises(TypeError, match="classifier must be a VideoClassifier"):
+        bmn_predictions(model, model, items)
+    with pytest.raises(ValueError, match="no instance"):
+        grid_ceiling_recall([torch.zeros(0, 2)], T)
+    with pytest.raises(ValueError, match=r"videos\[0\] must be an \(N, 2\) tensor"):
+        grid_ceiling_recall([torch.zeros(3)], T)
 
 
 # ------------------------------------------------------------------------------------------ cost
