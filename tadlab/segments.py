@@ -240,11 +240,13 @@ def bmn_soft_nms(
 
         tIoU > low_threshold + (high_threshold - low_threshold) * w / video_length
 
-    BMN on ActivityNet: sigma ("alpha" there) 0.4, thresholds 0.5 and 0.9, the best 100 kept (its loop selects
-    101, its results keep the best 100 of them); BSN's code has the same rule with 0.75, 0.65 and 0.9. A short selected proposal suppresses neighbours from tIoU 0.5 on; one covering the whole video only
-    those above tIoU 0.9, so nearby long proposals, which overlap a lot just by being long, survive. Plain
-    Gaussian Soft-NMS (:func:`soft_nms`) decays every overlap: with both thresholds 0 this function is
-    ``soft_nms(..., method="gaussian", min_score=0.0)`` on non-negative scores.
+    BMN on ActivityNet: sigma ("alpha" there) 0.4, thresholds 0.5 and 0.9 (the PyTorch port and MMAction2; the
+    authors' PaddleVideo code has 0.55 and 0.9), the best 100 kept (the loop selects 101, the results keep the best
+    100 of them); BSN's code has the same rule with 0.75, 0.65 and 0.9. A short selected proposal suppresses its
+    neighbours from tIoU 0.5 on, one covering the whole video only those above tIoU 0.9, so nearby long proposals,
+    which overlap a lot just by being long, survive. Plain Gaussian Soft-NMS (:func:`soft_nms`) decays every
+    overlap: with both thresholds 0 this function is ``soft_nms(..., method="gaussian", min_score=0.0)`` on
+    non-negative scores.
 
     ``video_length`` is in the segments' units (T for snippet units: BMN divides by its T = 100). Deviation, stated:
     BMN's loop stops when one candidate is left (``while len(tscore) > 1``), so with at most 101 candidates it drops

@@ -34,11 +34,14 @@ the memory saving and for large T.
 **Losses** (BMN Sec. 3.5): L = L_TEM + lambda * L_reg + L_cls with lambda = 10, where L_TEM is BMN's weighted
 binary cross-entropy of the start and end probabilities against the widened boundary labels
 (:func:`tadlab.labels.boundary_labels` with ``width=3`` snippets, positives > 0.5), L_reg the squared error of the
-regression channel on a balanced sample of cells (all cells with tIoU > 0.7; cells in (0.3, 0.7] and in (0, 0.3]
-each kept with probability n_high / n_group, so that each group is about as large as the high one; cells that
-overlap no instance, tIoU 0, are never in it: BMN's code, ``pem_reg_loss_func``) and L_cls the balanced binary
-cross-entropy of the classification channel (positives tIoU > 0.9). Weight decay is the optimiser's
-(``fit(weight_decay=...)``).
+regression channel on a balanced sample of cells (all cells with tIoU > 0.7; cells in (0.3, 0.7] and in [0, 0.3]
+each kept with probability n_high / n_group, so that each group is about as large as the high one) and L_cls the
+balanced binary cross-entropy of the classification channel (positives tIoU > 0.9). Weight decay is the
+optimiser's (``fit(weight_decay=...)``). The low group's bounds differ between BMN's public implementations: the
+authors' PaddlePaddle code (``pem_reg_loss_func`` in PaddlePaddle/models and PaddleVideo's ``BMNLoss``) takes
+[0, 0.3], so the many cells that overlap no instance (tIoU 0) are sampled too; the PyTorch port (JJBOY's
+``pem_reg_loss_func``) and MMAction2 take (0, 0.3], so those cells never enter L_reg.
+``sample_zero_iou=True`` (default) is the authors', ``False`` the port's.
 
 **Inference** (BMN Sec. 3.6): start candidates are the snippets whose start probability is a local peak or above
 half the video's maximum (end candidates likewise; the first snippet is always a start candidate and the last
@@ -46,14 +49,15 @@ always an end candidate, as in BSN); every valid cell joining a start candidate 
 proposal, scored p_s * p_e * p_cc * p_cr (``fusion="product"``, as BMN's public code and RCL score it; the BMN
 paper prints p_s * p_e * sqrt(p_cc * p_cr), ``fusion="sqrt"``), then BMN's Soft-NMS keeps the best 100
 (``nms="bmn"``, :func:`tadlab.segments.bmn_soft_nms`, as BMN's public post-processing: a Gaussian decay, sigma 0.4,
-only of the proposals whose tIoU with the selected one exceeds 0.5 + 0.4 * (its width / T)). ``nms="gaussian"``
-decays every overlap (:func:`tadlab.segments.soft_nms`, sigma 0.4); it was tadlab's only decoding before, and the
-stored rows of notebook 06 (``results/06_*.json``) were measured with it.
-The boundary candidates are the paper's and those of the 2019 revision of BMN's public PyTorch code; its 2020
-revision takes every valid cell (``candidates="all"``). Which recalls more is an empirical question: on the
-synthetic anet world at T = D = 50 (notebook 06, ``results/06_candidates.json``: 3 seeds, testing, Gaussian
-Soft-NMS) every cell a candidate reached AR@100 0.800 ± 0.033 against 0.746 ± 0.057 with the candidates (mean ±
-std over the seeds), higher on each seed.
+only of the proposals whose tIoU with the selected one exceeds t1 + (t2 - t1) * (its width / T), with (t1, t2) =
+``nms_thresholds`` = (0.5, 0.9) as in the PyTorch port (JJBOY) and MMAction2; the authors' PaddleVideo code has
+(0.55, 0.9)). ``nms="gaussian"`` decays every overlap (:func:`tadlab.segments.soft_nms`, sigma 0.4); it was
+tadlab's only decoding before, and the stored rows of notebook 06 (``results/06_*.json``) were measured with it.
+The boundary candidates are the paper's, the authors' PaddlePaddle code's and those of the 2019 revision of the
+PyTorch port; its 2020 revision takes every valid cell (``candidates="all"``). Which recalls more is an empirical
+question: on the synthetic anet world at T = D = 50 (notebook 06, ``results/06_candidates.json``: 3 seeds,
+testing, Gaussian Soft-NMS) every cell a candidate reached AR@100 0.800 ± 0.033 against 0.746 ± 0.057 with the
+candidates (mean ± std over the seeds), higher on each seed.
 BMN is class-agnostic: ``detect`` returns proposals with label 0, or, given video-level class scores, proposals x
 the top video classes as detections (:func:`tadlab.models.video_classifier.combine_proposals_with_classes`).
 
@@ -220,18 +224,20 @@ def balanced_bce(logits: torch.Tensor, positive: torch.Tensor, considered: torch
 
 
 def regression_sample(iou: torch.Tensor, valid: torch.Tensor, high: float = 0.7, low: float = 0.3,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      sample_zero_iou: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
     """BMN's cells for the tIoU regression loss: bool mask, ``iou``'s shape, ``valid`` broadcasting to it.
 
-    Every valid cell with tIoU > ``high``; those in (low, high] and those in (0, low] each kept at random with
+    Every valid cell with tIoU > ``high``; those in (low, high] and those in [0, low] each kept at random with
     probability n_high / n_group (so each group contributes about n_high cells; all of a group when it is smaller).
-    Cells with tIoU 0 (overlapping no instance) are never sampled, as in BMN's code (``pem_reg_loss_func``:
-    ``(gt_iou_map <= 0.3) & (gt_iou_map > 0.)``).
+    ``sample_zero_iou=False`` makes the low group (0, low]: cells with tIoU 0 (overlapping no instance) are then
+    never sampled (BMN's PyTorch port and MMAction2; the authors' PaddlePaddle code samples them, the default).
     """
     valid = valid.expand_as(iou)
     top = (iou > high) & valid
     middle = (iou > low) & (iou <= high) & valid
-    bottom = (iou > 0) & (iou <= low) & valid
+    bottom = (iou <= low) & valid
+    if not sample_zero_iou:
+        bottom = bottom & (iou > 0)
     count = top.sum().to(iou.dtype)
     draw = torch.rand(iou.shape, generator=generator, device=iou.device, dtype=iou.dtype)
     keep_middle = middle & (draw < count / middle.sum().clamp_min(1))
@@ -270,6 +276,8 @@ class BMN(nn.Module):
         sampling: ``"dense"`` or ``"sparse"`` sampling tensor (same numbers).
         boundary_width: width in snippets of the boundary regions of the start/end labels (3).
         regression_weight: lambda of L_reg (10).
+        sample_zero_iou: whether cells with tIoU 0 can enter L_reg's low group (True: [0, 0.3], the authors'
+            PaddlePaddle code; False: (0, 0.3], BMN's PyTorch port and MMAction2; see the module docstring).
         center_features: subtract each video's per-channel mean over time first (not in BMN; as GSMT's option).
         refine: None (plain BMN) or an :class:`~tadlab.models.rrm.RRM` whose ``feature_dim`` equals ``hidden_2d``.
 
@@ -284,7 +292,7 @@ class BMN(nn.Module):
                  hidden_1d: int = 256, hidden_bm: int = 128, hidden_3d: int = 512, hidden_2d: int = 128,
                  num_samples: int = 32, samples_per_bin: int = 3, boundary_ratio: float = 0.5, groups: int = 4,
                  sampling: str = "dense", boundary_width: float = 3.0, regression_weight: float = REGRESSION_WEIGHT,
-                 center_features: bool = False, refine: nn.Module | None = None):
+                 sample_zero_iou: bool = True, center_features: bool = False, refine: nn.Module | None = None):
         super().__init__()
         max_duration = num_snippets if max_duration is None else max_duration
         for name, value in [("feature_dim", feature_dim), ("num_snippets", num_snippets),
@@ -306,6 +314,9 @@ class BMN(nn.Module):
                                  f"proposal features), got {refine.feature_dim}")
         self.feature_dim, self.num_snippets, self.max_duration = feature_dim, num_snippets, max_duration
         self.center_features = bool(center_features)
+        if not isinstance(sample_zero_iou, bool):
+            raise TypeError(f"sample_zero_iou must be a bool, got {type(sample_zero_iou).__name__} {sample_zero_iou!r}")
+        self.sample_zero_iou = sample_zero_iou
 
         self.base = nn.Sequential(  # base module
             nn.Conv1d(feature_dim, hidden_1d, 3, padding=1, groups=groups), nn.ReLU(),
@@ -402,7 +413,7 @@ class BMN(nn.Module):
         iou = targets["iou"].to(logits.dtype)
         tem = (balanced_bce(outputs["start_logits"], targets["start"] > 0.5)
                + balanced_bce(outputs["end_logits"], targets["end"] > 0.5))
-        sample = regression_sample(iou, self.valid)
+        sample = regression_sample(iou, self.valid, sample_zero_iou=self.sample_zero_iou)
         regression, classification = map_losses(logits, iou, self.valid, sample)
         total = tem + self.regression_weight * regression + classification
         refinement = logits.new_zeros(())
