@@ -6,7 +6,8 @@ end inside the video. An instance that starts or ends between snippet boundaries
 :func:`grid_ceiling` gives, for each instance, the best tIoU any valid cell reaches (and that cell), and
 :func:`grid_ceiling_recall` the recall at each tIoU threshold of a detector that proposes exactly that best cell
 for every instance, with their mean (the AR@100 of that oracle, as the ActivityNet evaluation computes it: with one
-proposal per instance every proposal is looked at, and another instance's cell never beats an instance's own best).
+proposal per instance, fewer than 100 a video on average, every proposal is looked at, and another instance's cell
+never beats an instance's own best).
 No map and no boundary scores can do better at any number of proposals; what a map can still lose is the ranking.
 
 **Every valid cell a candidate.** BMN scores only the cells that join a start and an end candidate (local peaks of

@@ -91,7 +91,7 @@ from tadlab.utils import check_choice
 PAPER_CONFIG = dict(hidden_1d=256, hidden_bm=128, hidden_3d=512, hidden_2d=128, num_samples=32, samples_per_bin=3)
 CPU_CONFIG = dict(hidden_1d=32, hidden_bm=16, hidden_3d=32, hidden_2d=16, num_samples=8, samples_per_bin=1)
 REGRESSION_WEIGHT = 10.0  # lambda of BMN's L = L_TEM + lambda * L_reg + L_cls
-BMN_NMS_THRESHOLDS = (0.5, 0.9)  # BMN's soft_nms_low_thres, soft_nms_high_thres (ActivityNet)
+BMN_NMS_THRESHOLDS = (0.5, 0.9)  # (t1, t2) of BMN's Soft-NMS: the PyTorch port and MMAction2 (PaddleVideo: 0.55, 0.9)
 
 
 def _positive_int(name: str, value) -> int:
