@@ -1,4 +1,4 @@
-"""Operations on temporal segments: tIoU, 1D GIoU, seconds <-> snippets, Soft-NMS.
+"""Operations on temporal segments: tIoU, 1D GIoU, seconds <-> snippets, Soft-NMS (and BSN/BMN's variant).
 
 A segment is a pair ``[start, end)`` of floats, stacked as ``(..., N, 2)``. In the library segments are in
 *snippet units* (snippet t covers [t, t + 1)); only names that say ``seconds`` use seconds. Every function is
@@ -14,6 +14,7 @@ from tadlab.utils import check_choice
 
 __all__ = [
     "batched_soft_nms",
+    "bmn_soft_nms",
     "seconds_to_snippets",
     "segment_giou",
     "segment_iou",
@@ -147,8 +148,10 @@ def _check_nms_args(segments, scores, method, sigma, iou_threshold, min_score, t
     return segments, scores
 
 
-def _soft_nms_loop(segments, scores, groups, method, sigma, iou_threshold, min_score, top_k):
+def _soft_nms_loop(segments, scores, groups, method, sigma, iou_threshold, min_score, top_k, width_rule=None):
     """Greedy Soft-NMS; ``groups`` (N,) or None: segments of different groups never suppress each other.
+    ``width_rule`` (low, high, video_length) or None: the Gaussian decay applies only where the tIoU exceeds
+    low + (high - low) * (selected width / video_length) (:func:`bmn_soft_nms`).
 
     Returns indices (M,) in selection order and the scores they had when selected.
     """
@@ -175,7 +178,12 @@ def _soft_nms_loop(segments, scores, groups, method, sigma, iou_threshold, min_s
         if groups is not None:
             iou = torch.where(groups == groups[best], iou, torch.zeros_like(iou))
         if method == "gaussian":
-            work = work * torch.exp(-(iou * iou) / sigma)
+            decay = torch.exp(-(iou * iou) / sigma)
+            if width_rule is not None:
+                low, high, video_length = width_rule
+                threshold = low + (high - low) * length[best] / video_length
+                decay = torch.where(iou > threshold, decay, torch.ones_like(decay))
+            work = work * decay
         elif method == "linear":
             work = torch.where(iou > iou_threshold, work * (1 - iou), work)
         else:  # hard
@@ -209,6 +217,52 @@ def soft_nms(
     segments, scores = _check_nms_args(segments, scores, method, sigma, iou_threshold, min_score, top_k)
     index, kept = _soft_nms_loop(segments, scores.to(segments.dtype), None, method, sigma, iou_threshold,
                                  min_score, top_k)
+    return segments[index], kept.to(scores.dtype), index
+
+
+def bmn_soft_nms(
+    segments,
+    scores,
+    video_length: float,
+    sigma: float = 0.4,
+    low_threshold: float = 0.5,
+    high_threshold: float = 0.9,
+    top_k: int | None = 100,
+):
+    """Soft-NMS as BSN and BMN post-process proposals (BMN's public code, ``soft_nms`` in post_processing.py).
+
+    segments (N, 2), scores (N,) of one video -> kept segments (M, 2), their decayed scores (M,) and their indices
+    into the input (M,) int64, in selection order (non-increasing score), as :func:`soft_nms` returns them.
+
+    Repeatedly select the highest remaining score; a remaining segment is decayed, by exp(-tIoU² / ``sigma``), only
+    when its tIoU with the selected one exceeds a threshold that grows with the *selected* segment's width w,
+    normalised by the video's length:
+
+        tIoU > low_threshold + (high_threshold - low_threshold) * w / video_length
+
+    BMN on ActivityNet: sigma ("alpha" there) 0.4, thresholds 0.5 and 0.9 (the PyTorch port and MMAction2; the
+    authors' PaddleVideo code has 0.55 and 0.9), the best 100 kept (the loop selects 101, the results keep the best
+    100 of them); BSN's code has the same rule with 0.75, 0.65 and 0.9. A short selected proposal suppresses its
+    neighbours from tIoU 0.5 on, one covering the whole video only those above tIoU 0.9, so nearby long proposals,
+    which overlap a lot just by being long, survive. Plain Gaussian Soft-NMS (:func:`soft_nms`) decays every
+    overlap: with both thresholds 0 this function is ``soft_nms(..., method="gaussian", min_score=0.0)`` on
+    non-negative scores.
+
+    ``video_length`` is in the segments' units (T for snippet units: BMN divides by its T = 100). Deviation, stated:
+    BMN's loop stops when one candidate is left (``while len(tscore) > 1``), so with at most 101 candidates it drops
+    the last one; that off-by-one is not kept here. Scores are never dropped for being small (BMN has no
+    threshold), and ties go to the lower index.
+    """
+    segments, scores = _check_nms_args(segments, scores, "gaussian", sigma, 0.5, 0.0, top_k)
+    if isinstance(video_length, bool) or not isinstance(video_length, (int, float)) \
+            or not (math.isfinite(video_length) and video_length > 0):
+        raise ValueError(f"video_length must be a positive number (the video's length in the segments' units), "
+                         f"got {video_length!r}")
+    for name, value in (("low_threshold", low_threshold), ("high_threshold", high_threshold)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"{name} must be a number in [0, 1] (a tIoU), got {value!r}")
+    index, kept = _soft_nms_loop(segments, scores.to(segments.dtype), None, "gaussian", sigma, 0.5, -math.inf,
+                                 top_k, width_rule=(float(low_threshold), float(high_threshold), float(video_length)))
     return segments[index], kept.to(scores.dtype), index
 
 

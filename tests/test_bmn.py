@@ -1,11 +1,19 @@
 """BMN: the sampling tensor against direct interpolation, the map's shape and validity, the losses on hand-made cases,
-decoding, the proposal x video-class combination, cost, training with fit, bad arguments, CUDA."""
+decoding (BMN's Soft-NMS and the old one), the proposal x video-class combination, cost, training with fit, the
+measurements of tadlab.bmn_measures (grid ceiling by hand and against the official evaluation, predictions and
+metrics against the protocol's), bad arguments, CUDA."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from tadlab.bmn_measures import (bmn_predictions, grid_cells, grid_ceiling, grid_ceiling_proposals,
+                                 grid_ceiling_recall, measure_bmn)
+from tadlab.data.schema import detections_to_results
+from tadlab.eval import ANET_TIOU, evaluate_proposals
+from tadlab.experiments import detection_metrics
+from tadlab.data.collate import collate_videos
 from tadlab.labels import boundary_labels, boundary_matching_map, boundary_matching_valid
 from tadlab.models import BMN, RRM, ProposalDetector, VideoClassifier
 from tadlab.models.bmn import (BoundaryMatchingLayer, balanced_bce, boundary_candidates, boundary_matching_weights,
@@ -149,22 +157,56 @@ def test_balanced_bce_by_hand():
         -torch.nn.functional.logsigmoid(-logits).mean()), rel_tol=1e-6)  # no positive: that half is 0
 
 
-def test_regression_sample_keeps_all_high_cells_and_balances_the_rest():
+@pytest.mark.parametrize("sample_zero_iou", [True, False])
+def test_regression_sample_keeps_all_high_cells_and_balances_the_rest(sample_zero_iou):
     iou = torch.zeros(1, 20, 50)
     iou[0, 0, :10] = 0.8  # 10 high
     iou[0, 1, :40] = 0.5  # 40 middle
+    iou[0, 2:6] = 0.1  # 200 low in (0, 0.3]; rows 6-9 (200 cells) and the end of row 1 overlap nothing: tIoU 0
     valid = torch.ones(20, 50, dtype=torch.bool)
     valid[10:] = False
+    iou[0, 10:] = 0.2  # low but invalid
     counts = []
     for seed in range(20):
-        sample = regression_sample(iou, valid, generator=torch.Generator().manual_seed(seed))
+        sample = regression_sample(iou, valid, sample_zero_iou=sample_zero_iou,
+                                   generator=torch.Generator().manual_seed(seed))
         assert bool(sample[0, 0, :10].all()) and not bool(sample[0, 10:].any())  # all high, never invalid
-        counts.append((int(sample[0, 1, :40].sum()), int(sample[0, 2:10].sum() + sample[0, 1, 40:].sum())))
-    middle, low = np.mean(counts, axis=0)
-    assert 6 < middle < 14 and 6 < low < 14  # about n_high = 10 each (of 40 middle and 410 low cells)
+        zero = int(sample[0, 6:10].sum() + sample[0, 1, 40:].sum())
+        counts.append((int(sample[0, 1, :40].sum()), int(sample[0, 2:6].sum()) + zero, zero))
+    middle, low, zero = np.mean(counts, axis=0)
+    assert 6 < middle < 14 and 6 < low < 14  # about n_high = 10 each (of 40 middle and 210 or 410 low cells)
+    assert (zero > 2) if sample_zero_iou else (zero == 0)  # tIoU-0 cells: about half the low draw, or never
     few_middle = iou.clone()
     few_middle[0, 1, 3:] = 0.0  # 3 middle cells < n_high: all kept
     assert bool(regression_sample(few_middle, valid)[0, 1, :3].all())
+
+
+def test_regression_sample_groups_by_hand():
+    # high (0.7, 1], middle (0.3, 0.7], low [0, 0.3] (the authors' code) or (0, 0.3] (the PyTorch port). Three high
+    # cells and no more than three in each other group: every grouped cell is kept, whatever the random draw.
+    iou = torch.tensor([[[0.8, 0.9, 1.0, 0.7, 0.3, 1e-4, 0.0]]])
+    valid = torch.ones(1, 7, dtype=torch.bool)
+    for seed in range(5):
+        generator = torch.Generator().manual_seed(seed)
+        assert regression_sample(iou, valid, generator=generator)[0, 0].tolist() == [True] * 7
+        sample = regression_sample(iou, valid, sample_zero_iou=False, generator=generator)
+        assert sample[0, 0].tolist() == [True] * 6 + [False]
+
+
+def test_the_loss_samples_tiou_zero_cells_as_configured():
+    batch = one_video_batch([[2.0, 6.0]], [0])
+    logits = torch.zeros(1, 2, D, T)
+    outputs = {"start_logits": torch.zeros(1, T), "end_logits": torch.zeros(1, T), "initial_map_logits": logits,
+               "map_logits": logits}
+    iou = small_model().targets(batch)["iou"]
+    for sample_zero_iou in (True, False):
+        model = small_model(sample_zero_iou=sample_zero_iou)
+        torch.manual_seed(3)
+        regression = model.loss(outputs, batch)["regression"]
+        torch.manual_seed(3)
+        expected, _ = map_losses(logits, iou, model.valid, regression_sample(iou, model.valid,
+                                                                           sample_zero_iou=sample_zero_iou))
+        assert float(regression) == pytest.approx(float(expected))
 
 
 def test_map_losses_by_hand():
@@ -250,6 +292,30 @@ def test_decoding_a_hand_made_map_finds_the_proposal():
     assert len(det["scores"]) == int(boundary_matching_valid(T, D).sum())
 
 
+def test_detect_uses_bmn_soft_nms_by_default_and_keeps_the_old_one():
+    # T = 12. Start candidates {0}, end candidates {5, 7, 11}: two valid proposals, [0, 8) (score 0.9 * 0.9, width
+    # 8/12, so BMN decays only tIoU > 0.5 + 0.4 * 2/3 = 0.767) and [0, 6) (0.9 * 0.8, tIoU 0.75 with [0, 8)).
+    start, end = torch.full((1, T), 0.05), torch.full((1, T), 0.05)
+    start[0, 0], end[0, 7], end[0, 5] = 0.9, 0.9, 0.8
+    confidence = torch.full((1, 2, D, T), 0.1)
+    confidence[0, :, 7, 0] = 1.0  # [0, 8)
+    confidence[0, :, 5, 0] = 1.0  # [0, 6)
+    valid = boundary_matching_valid(T, D)
+    first, second, decay = 0.9 * 0.9, 0.9 * 0.8, math.exp(-0.75 ** 2 / 0.4)
+    [det] = decode_boundary_matching(start, end, confidence, valid)  # BMN's Soft-NMS: [0, 6) keeps its score
+    assert det["segments"].tolist() == [[0.0, 8.0], [0.0, 6.0]]
+    torch.testing.assert_close(det["scores"], torch.tensor([first, second]))
+    [old] = decode_boundary_matching(start, end, confidence, valid, nms="gaussian")  # every overlap decays
+    assert old["segments"].tolist() == [[0.0, 8.0], [0.0, 6.0]]
+    torch.testing.assert_close(old["scores"], torch.tensor([first, second * decay]))
+    [low] = decode_boundary_matching(start, end, confidence, valid, nms_thresholds=(0.3, 0.6))  # 0.5 < 0.75
+    torch.testing.assert_close(low["scores"], torch.tensor([first, second * decay]))
+    model = small_model().eval()
+    outputs = {"start": start, "end": end, "confidence": confidence}
+    torch.testing.assert_close(model.detect(outputs)[0]["scores"], det["scores"])
+    torch.testing.assert_close(model.detect(outputs, nms="gaussian")[0]["scores"], old["scores"])
+
+
 def test_detect_returns_the_standard_format():
     model = small_model().eval()
     with torch.no_grad():
@@ -305,6 +371,80 @@ def test_proposal_detector_trains_with_fit_and_evaluates():
     assert 0 <= float(metrics.average_mAP) <= 1
 
 
+# ------------------------------------------------------------------------------------------ measurements
+def test_grid_ceiling_by_hand():
+    instances = torch.tensor([[2.5, 6.0], [0.0, 10.0], [7.2, 7.4]], dtype=torch.float64)
+    best, cells = grid_ceiling(instances, 10)  # D = T = 10: every cell up to the whole video
+    # [2.5, 6): [2, 6) reaches 3.5 / 4 = 0.875 ([3, 6): 3 / 3.5 = 0.857); [0, 10) is a cell; [7.2, 7.4): [7, 8), 0.2
+    torch.testing.assert_close(best, torch.tensor([0.875, 1.0, 0.2], dtype=torch.float64))
+    assert cells.tolist() == [[2.0, 6.0], [0.0, 10.0], [7.0, 8.0]]
+    best, cells = grid_ceiling(instances, 10, max_duration=5)  # no cell longer than 5: [0, 10) gets 5 / 10
+    assert float(best[1]) == 0.5 and cells[1, 1] - cells[1, 0] == 5
+    assert len(grid_cells(10, 5)) == len(proposal_cells(10, 5)) == 40  # 10 + 9 + 8 + 7 + 6 valid cells
+    # recall at 0.5:0.05:0.95: two of three instances up to 0.85, one from 0.9 on -> mean (8 * 2 + 2 * 1) / 30
+    ceiling = grid_ceiling_recall([instances, torch.zeros(0, 2)], 10)
+    assert ceiling["num_instances"] == 3
+    np.testing.assert_allclose(ceiling["recall"], [2 / 3] * 8 + [1 / 3] * 2)
+    assert math.isclose(ceiling["AR@100"], 0.6)
+    assert grid_ceiling_recall([{"segments": instances}], 10)["AR@100"] == ceiling["AR@100"]  # items as well
+
+
+def tiny_world():
+    from tadlab.data.synthetic import make_world
+    return make_world("anet", num_videos=20, seed=0, num_snippets=T, feature_dim=C, num_classes=3)
+
+
+def test_grid_ceiling_is_the_official_recall_of_its_proposals_and_bounds_any_grid_detector():
+    world = tiny_world()
+    items = list(world.dataset("training"))
+    ceiling = grid_ceiling_recall(items, T, D)
+    proposals = grid_ceiling_proposals(items, T, D)
+    ids, durations = [v["video_id"] for v in items], [v["duration"] for v in items]
+    official = evaluate_proposals(world.ground_truth, detections_to_results(proposals, ids, durations, T, ["a"]),
+                                  subset="training")
+    assert math.isclose(official.ar_at(100), ceiling["AR@100"], abs_tol=1e-9)
+    np.testing.assert_allclose(official.recall[:, -1], ceiling["recall"], atol=1e-9)
+    assert ceiling["AR@100"] < 1  # the synthetic instances do not sit on the grid
+    torch.manual_seed(0)
+    model, classifier = BMN(C, T, D, **TINY), VideoClassifier(C, 3, hidden=8)
+    for oracle in (None, "map", "map+boundaries"):  # no grid detector beats it, however it ranks
+        row = measure_bmn(model, classifier, world, "training", oracle=oracle, candidates="all", top_k=1000)
+        assert row["AR@100"] <= ceiling["AR@100"] + 1e-9
+
+
+def test_measure_bmn_equals_the_protocol_and_the_oracles_read_the_targets():
+    world = tiny_world()
+    torch.manual_seed(0)
+    model, classifier = BMN(C, T, D, **TINY), VideoClassifier(C, 3, hidden=8)
+    detector = ProposalDetector(model, classifier)
+    for options in ({}, {"candidates": "all"}, {"candidates": "all", "nms": "gaussian"}):
+        row = measure_bmn(model, classifier, world, "validation", **options)
+        protocol = detection_metrics(detector, world, ANET_TIOU, "validation", device="cpu", **options)
+        assert math.isclose(row["average_mAP"], protocol["average_mAP"], abs_tol=1e-12)
+        assert row["AR@10"] is not None and 0 <= row["AR@100"] <= 1 and row["subset"] == "validation"
+    items = list(world.dataset("validation"))
+    own = bmn_predictions(model, classifier, items, batch_size=3)
+    targets = model.targets(collate_videos(items))
+    torch.testing.assert_close(own["iou"], targets["iou"])
+    with torch.no_grad():
+        torch.testing.assert_close(own["confidence"], model.eval()(collate_videos(items)["features"])["confidence"])
+    oracle = bmn_predictions(model, classifier, items, oracle="map")
+    assert torch.equal(oracle["confidence"][:, 0], targets["iou"]) and torch.equal(oracle["confidence"][:, 1],
+                                                                                    targets["iou"])
+    assert measure_bmn(model, classifier, world, "validation", oracle="map")["map_error"] == 0.0
+    assert len(own["proposals"]) == len(own["detections"]) == len(items)
+    with pytest.raises(ValueError, match="oracle must be None"):
+        bmn_predictions(model, classifier, items, oracle="boundaries")
+    with pytest.raises(ValueError, match="needs a BMN with an RRM"):
+        bmn_predictions(model, classifier, items, iterations=2)
+    with pytest.raises(TypeError, match="classifier must be a VideoClassifier"):
+        bmn_predictions(model, model, items)
+    with pytest.raises(ValueError, match="no instance"):
+        grid_ceiling_recall([torch.zeros(0, 2)], T)
+    with pytest.raises(ValueError, match=r"videos\[0\] must be an \(N, 2\) tensor"):
+        grid_ceiling_recall([torch.zeros(3)], T)
+
+
 # ------------------------------------------------------------------------------------------ cost
 def test_cost_counts_the_sparse_matmul_and_grows_with_iterations():
     dense, sparse = small_model(), small_model(sampling="sparse")
@@ -345,6 +485,14 @@ def test_bad_arguments_are_named():
         small_model().detect(outputs, fusion="mean")
     with pytest.raises(ValueError, match="candidates"):
         small_model().detect(outputs, candidates="some")
+    with pytest.raises(TypeError, match="sample_zero_iou must be a bool"):
+        small_model(sample_zero_iou=1)
+    with pytest.raises(ValueError, match="nms must be one of"):
+        small_model().detect(outputs, nms="hard")
+    with pytest.raises(ValueError, match="nms_thresholds must be a pair"):
+        small_model().detect(outputs, nms_thresholds=0.5)
+    with pytest.raises(ValueError, match=r"nms_thresholds\[1\] must lie in"):
+        small_model().detect(outputs, nms_thresholds=(0.5, 1.5))
     with pytest.raises(ValueError, match="top_classes"):
         combine_proposals_with_classes([{"segments": torch.zeros(0, 2), "scores": torch.zeros(0)}],
                                        torch.rand(1, 3), top_classes=4)

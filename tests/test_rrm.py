@@ -1,5 +1,6 @@
 """RRM: ConvGRU gates (Eq. 1), the sequence-loss weights, a zero update leaves the map unchanged, train and test
-iterations, zero iterations = plain BMN, bad arguments."""
+iterations, zero iterations = plain BMN, the same features read at every iteration (no lookup at the estimate), bad
+arguments."""
 import math
 
 import pytest
@@ -158,6 +159,26 @@ def test_map_is_detached_between_iterations_but_the_hidden_state_is_not():
     assert grad is None  # no path from the last map back to BMN's map
     grads = torch.autograd.grad(last.sum(), list(model.refine.context.parameters()))
     assert all(float(g.abs().sum()) > 0 for g in grads)  # the context reaches it through the hidden state
+
+
+def test_every_iteration_reads_the_same_features_only_the_map_and_hidden_state_change():
+    # The RRM has no lookup at the current estimate (unlike RAFT's correlation lookup): the encoded proposal features
+    # and the context are the same at every iteration, while the map and the hidden state it reads change.
+    model = refined_model(iterations=4).eval()
+    randomize_head(model.refine)
+    seen = {"features": [], "map": [], "hidden": []}
+    encoder, gru = model.refine.update.encoder, model.refine.update.gru
+    hooks = [encoder.features.register_forward_hook(lambda m, i, o: seen["features"].append(o.detach())),
+             encoder.map.register_forward_hook(lambda m, i, o: seen["map"].append(i[0].detach())),
+             gru.register_forward_hook(lambda m, i, o: seen["hidden"].append(i[0].detach()))]
+    with torch.no_grad():
+        model(torch.randn(2, C, T))
+    for hook in hooks:
+        hook.remove()
+    assert len(seen["features"]) == len(seen["map"]) == 4
+    assert all(torch.equal(f, seen["features"][0]) for f in seen["features"][1:])
+    assert not any(torch.equal(m, seen["map"][0]) for m in seen["map"][1:])
+    assert not any(torch.equal(h, seen["hidden"][0]) for h in seen["hidden"][1:])
 
 
 def test_bad_arguments_are_named():

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from tadlab.segments import (
     batched_soft_nms,
+    bmn_soft_nms,
     seconds_to_snippets,
     segment_giou,
     segment_iou,
@@ -58,6 +59,24 @@ def reference_soft_nms(segments, scores, method, sigma, threshold, min_score):
                 live[i] *= 1 - iou
             if live[i] < min_score:
                 del live[i]
+    return picked
+
+
+def reference_bmn_soft_nms(segments, scores, video_length, alpha, t1, t2, top_k):
+    """BMN's post-processing soft_nms (post_processing.py of its public code) on Python lists, with the scores
+    sorted first as it does, and without its drop of the last candidate (the loop runs while any is left)."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    live = [[i, scores[i]] for i in order]
+    picked = []
+    while live and len(picked) < top_k:
+        best = max(range(len(live)), key=lambda j: (live[j][1], -live[j][0]))  # first maximum, lowest index
+        chosen, chosen_score = live.pop(best)
+        width = (segments[chosen][1] - segments[chosen][0]) / video_length
+        for entry in live:
+            iou = py_iou(segments[chosen], segments[entry[0]])
+            if iou > t1 + (t2 - t1) * width:
+                entry[1] *= math.exp(-iou * iou / alpha)
+        picked.append((chosen, chosen_score))
     return picked
 
 
@@ -264,6 +283,82 @@ def test_batched_soft_nms_equals_per_class(segments, data, method):
         torch.testing.assert_close(kept_scores[mine], s_c)
 
 
+def test_bmn_soft_nms_hand_checked():
+    # video of 10; A [0,4) is selected first, width 0.4: it decays only tIoU > 0.5 + 0.4 * 0.4 = 0.66
+    segments = torch.tensor([[0.0, 4.0], [0.0, 3.0], [2.0, 4.0], [5.0, 9.0]])  # A, B, C, D
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6], dtype=torch.float64)
+    _, kept, index = bmn_soft_nms(segments, scores, video_length=10.0)
+    # B: tIoU 3/4 = 0.75 > 0.66, decayed to 0.8 exp(-0.5625 / 0.4) = 0.19602; C: tIoU 2/4 = 0.5, kept at 0.7; then C
+    # (width 0.2, threshold 0.58) leaves B (tIoU 1/4) alone and D overlaps nothing
+    assert index.tolist() == [0, 2, 3, 1]
+    torch.testing.assert_close(kept, torch.tensor([0.9, 0.7, 0.6, 0.8 * math.exp(-0.5625 / 0.4)], dtype=torch.float64))
+    # plain Gaussian Soft-NMS (sigma 0.4) decays C too: 0.7 exp(-0.25 / 0.4) = 0.3747 falls below D; when C is
+    # selected it decays B once more by exp(-0.0625 / 0.4)
+    _, kept, index = soft_nms(segments, scores, method="gaussian", sigma=0.4)
+    assert index.tolist() == [0, 3, 2, 1]
+    torch.testing.assert_close(kept, torch.tensor([0.9, 0.6, 0.7 * math.exp(-0.25 / 0.4),
+                                                   0.8 * math.exp(-0.5625 / 0.4) * math.exp(-0.0625 / 0.4)],
+                                                  dtype=torch.float64))
+
+
+def test_bmn_soft_nms_threshold_grows_with_the_selected_width():
+    segments = torch.tensor([[0.0, 4.0], [0.0, 3.0]])  # tIoU 0.75
+    scores = torch.tensor([0.9, 0.8])
+    # normalised width 0.4 (video of 10): threshold 0.66 < 0.75, decayed; width 1 (video of 4): threshold 0.9, kept
+    assert float(bmn_soft_nms(segments, scores, 10.0)[1][1]) < 0.2
+    assert float(bmn_soft_nms(segments, scores, 4.0)[1][1]) == pytest.approx(0.8)
+    # the width is the selected segment's: the short one selected first (3 of 6), thresholds 0.5 and 1: threshold
+    # 0.75 exactly (all dyadic), and a tIoU equal to it is not above it
+    _, kept, index = bmn_soft_nms(segments, torch.tensor([0.8, 0.9]), 6.0, low_threshold=0.5, high_threshold=1.0)
+    assert index.tolist() == [1, 0] and float(kept[1]) == pytest.approx(0.8)
+    _, kept, index = bmn_soft_nms(segments, torch.tensor([0.8, 0.9]), 6.0, low_threshold=0.5, high_threshold=0.9)
+    assert float(kept[1]) == pytest.approx(0.8 * math.exp(-0.5625 / 0.4))  # threshold 0.7 < 0.75: decayed
+
+
+@settings(deadline=None, max_examples=40)
+@given(segment_lists(max_size=12), st.data(), st.floats(1.0, 100.0), st.floats(0.05, 2.0), st.floats(0.0, 1.0),
+       st.floats(0.0, 1.0), st.integers(1, 13))
+def test_bmn_soft_nms_matches_bmn_reference(segments, data, video_length, sigma, low, high, top_k):
+    n = len(segments)
+    scores = data.draw(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n, unique=True))
+    _, kept_scores, index = bmn_soft_nms(segments, torch.tensor(scores, dtype=torch.float64), video_length,
+                                         sigma=sigma, low_threshold=low, high_threshold=high, top_k=top_k)
+    ref = reference_bmn_soft_nms(segments.tolist(), scores, video_length, sigma, low, high, top_k)
+    assert index.tolist() == [i for i, _ in ref]
+    np.testing.assert_allclose(kept_scores.numpy(), [s for _, s in ref], rtol=1e-9)
+    assert len(index) == min(n, top_k)  # nothing is dropped for a small score
+
+
+@settings(deadline=None, max_examples=30)
+@given(segment_lists(max_size=12), st.data(), st.floats(0.05, 2.0))
+def test_bmn_soft_nms_with_zero_thresholds_is_gaussian_soft_nms(segments, data, sigma):
+    n = len(segments)
+    scores = torch.tensor(data.draw(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n)), dtype=torch.float64)
+    kept, kept_scores, index = bmn_soft_nms(segments, scores, 50.0, sigma=sigma, low_threshold=0.0,
+                                            high_threshold=0.0, top_k=None)
+    plain = soft_nms(segments, scores, method="gaussian", sigma=sigma, min_score=0.0)
+    assert index.tolist() == plain[2].tolist()
+    torch.testing.assert_close(kept_scores, plain[1])
+    torch.testing.assert_close(kept, plain[0])
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"video_length": 0.0}, ValueError, "video_length must be a positive number"),
+    ({"video_length": float("inf")}, ValueError, "video_length"),
+    ({"low_threshold": -0.1}, ValueError, r"low_threshold must be a number in \[0, 1\]"),
+    ({"high_threshold": 1.5}, ValueError, "high_threshold"),
+    ({"sigma": 0.0}, ValueError, "sigma"),
+    ({"top_k": 0}, ValueError, "top_k"),
+    ({"scores": torch.tensor([0.5])}, ValueError, r"scores must have shape \(N,\) = \(2,\)"),
+])
+def test_bmn_soft_nms_errors(kwargs, error, match):
+    args = {"segments": torch.tensor([[0.0, 1.0], [0.5, 2.0]]), "scores": torch.tensor([0.9, 0.8]),
+            "video_length": 10.0}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        bmn_soft_nms(**args)
+
+
 # ---------------------------------------------------------------- errors
 @pytest.mark.parametrize("bad, match", [
     (torch.tensor([[2.0, 1.0]]), "start <= end"),
@@ -334,3 +429,7 @@ def test_cuda_matches_cpu():
         out = batched_soft_nms(segments.to(cuda), scores.to(cuda), labels.to(cuda), method=method)
         assert all(t.device.type == "cuda" for t in out)
         assert out[3].cpu().tolist() == batched_soft_nms(segments, scores, labels, method=method)[3].tolist()
+    k_gpu, s_gpu, i_gpu = bmn_soft_nms(segments.to(cuda), scores.to(cuda), 110.0)
+    k_cpu, s_cpu, i_cpu = bmn_soft_nms(segments, scores, 110.0)
+    assert i_gpu.device.type == "cuda" and i_gpu.cpu().tolist() == i_cpu.tolist()
+    torch.testing.assert_close(s_gpu.cpu(), s_cpu)

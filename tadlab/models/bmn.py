@@ -31,22 +31,33 @@ sparse COO (``sampling="sparse"``): 478,336 non-zeros, 9.6 MB (two int64 indices
 On a CPU the dense matmul is the faster of the two at these sizes (it is BLAS); the sparse one is there to show
 the memory saving and for large T.
 
-**Losses** (BMN Sec. 3.4): L = L_TEM + lambda * L_reg + L_cls with lambda = 10, where L_TEM is BMN's weighted
+**Losses** (BMN Sec. 3.5): L = L_TEM + lambda * L_reg + L_cls with lambda = 10, where L_TEM is BMN's weighted
 binary cross-entropy of the start and end probabilities against the widened boundary labels
 (:func:`tadlab.labels.boundary_labels` with ``width=3`` snippets, positives > 0.5), L_reg the squared error of the
 regression channel on a balanced sample of cells (all cells with tIoU > 0.7; cells in (0.3, 0.7] and in [0, 0.3]
 each kept with probability n_high / n_group, so that each group is about as large as the high one) and L_cls the
 balanced binary cross-entropy of the classification channel (positives tIoU > 0.9). Weight decay is the
-optimiser's (``fit(weight_decay=...)``).
+optimiser's (``fit(weight_decay=...)``). The low group's bounds differ between BMN's public implementations: the
+authors' PaddlePaddle code (``pem_reg_loss_func`` in PaddlePaddle/models and PaddleVideo's ``BMNLoss``) takes
+[0, 0.3], so the many cells that overlap no instance (tIoU 0) are sampled too; the PyTorch port (JJBOY's
+``pem_reg_loss_func``) and MMAction2 take (0, 0.3], so those cells never enter L_reg.
+``sample_zero_iou=True`` (default) is the authors', ``False`` the port's.
 
-**Inference** (BMN Sec. 3.5): start candidates are the snippets whose start probability is a local peak or above
+**Inference** (BMN Sec. 3.6): start candidates are the snippets whose start probability is a local peak or above
 half the video's maximum (end candidates likewise; the first snippet is always a start candidate and the last
 always an end candidate, as in BSN); every valid cell joining a start candidate and an end candidate is a
 proposal, scored p_s * p_e * p_cc * p_cr (``fusion="product"``, as BMN's public code and RCL score it; the BMN
-paper prints p_s * p_e * sqrt(p_cc * p_cr), ``fusion="sqrt"``), then Gaussian Soft-NMS
-(:func:`tadlab.segments.soft_nms`, sigma 0.4 as BMN on ActivityNet) keeps the best 100. On the synthetic anet world
-(T = 50, one seed) the product ranked slightly better (AR@10 0.66 vs 0.64, AR@100 0.84 for both) and the BSN
-candidates matter (AR@100 0.84 against 0.74 when every valid cell is a candidate).
+paper prints p_s * p_e * sqrt(p_cc * p_cr), ``fusion="sqrt"``), then BMN's Soft-NMS keeps the best 100
+(``nms="bmn"``, :func:`tadlab.segments.bmn_soft_nms`, as BMN's public post-processing: a Gaussian decay, sigma 0.4,
+only of the proposals whose tIoU with the selected one exceeds t1 + (t2 - t1) * (its width / T), with (t1, t2) =
+``nms_thresholds`` = (0.5, 0.9) as in the PyTorch port (JJBOY) and MMAction2; the authors' PaddleVideo code has
+(0.55, 0.9)). ``nms="gaussian"`` decays every overlap (:func:`tadlab.segments.soft_nms`, sigma 0.4); it was
+tadlab's only decoding before, and the stored rows of notebook 06 (``results/06_*.json``) were measured with it.
+The boundary candidates are the paper's, the authors' PaddlePaddle code's and those of the 2019 revision of the
+PyTorch port; its 2020 revision takes every valid cell (``candidates="all"``). Which recalls more is an empirical
+question: on the synthetic anet world at T = D = 50 (notebook 06, ``results/06_candidates.json``: 3 seeds,
+testing, Gaussian Soft-NMS) every cell a candidate reached AR@100 0.800 ± 0.033 against 0.746 ± 0.057 with the
+candidates (mean ± std over the seeds), higher on each seed.
 BMN is class-agnostic: ``detect`` returns proposals with label 0, or, given video-level class scores, proposals x
 the top video classes as detections (:func:`tadlab.models.video_classifier.combine_proposals_with_classes`).
 
@@ -74,12 +85,13 @@ from tadlab.labels import boundary_labels, boundary_matching_map
 from tadlab.models.blocks import forward_cost
 from tadlab.models.rrm import RRM, sequence_weights
 from tadlab.models.video_classifier import combine_proposals_with_classes
-from tadlab.segments import soft_nms
+from tadlab.segments import bmn_soft_nms, soft_nms
 from tadlab.utils import check_choice
 
 PAPER_CONFIG = dict(hidden_1d=256, hidden_bm=128, hidden_3d=512, hidden_2d=128, num_samples=32, samples_per_bin=3)
 CPU_CONFIG = dict(hidden_1d=32, hidden_bm=16, hidden_3d=32, hidden_2d=16, num_samples=8, samples_per_bin=1)
 REGRESSION_WEIGHT = 10.0  # lambda of BMN's L = L_TEM + lambda * L_reg + L_cls
+BMN_NMS_THRESHOLDS = (0.5, 0.9)  # (t1, t2) of BMN's Soft-NMS: the PyTorch port and MMAction2 (PaddleVideo: 0.55, 0.9)
 
 
 def _positive_int(name: str, value) -> int:
@@ -212,16 +224,20 @@ def balanced_bce(logits: torch.Tensor, positive: torch.Tensor, considered: torch
 
 
 def regression_sample(iou: torch.Tensor, valid: torch.Tensor, high: float = 0.7, low: float = 0.3,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      sample_zero_iou: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
     """BMN's cells for the tIoU regression loss: bool mask, ``iou``'s shape, ``valid`` broadcasting to it.
 
     Every valid cell with tIoU > ``high``; those in (low, high] and those in [0, low] each kept at random with
     probability n_high / n_group (so each group contributes about n_high cells; all of a group when it is smaller).
+    ``sample_zero_iou=False`` makes the low group (0, low]: cells with tIoU 0 (overlapping no instance) are then
+    never sampled (BMN's PyTorch port and MMAction2; the authors' PaddlePaddle code samples them, the default).
     """
     valid = valid.expand_as(iou)
     top = (iou > high) & valid
     middle = (iou > low) & (iou <= high) & valid
     bottom = (iou <= low) & valid
+    if not sample_zero_iou:
+        bottom = bottom & (iou > 0)
     count = top.sum().to(iou.dtype)
     draw = torch.rand(iou.shape, generator=generator, device=iou.device, dtype=iou.dtype)
     keep_middle = middle & (draw < count / middle.sum().clamp_min(1))
@@ -260,6 +276,8 @@ class BMN(nn.Module):
         sampling: ``"dense"`` or ``"sparse"`` sampling tensor (same numbers).
         boundary_width: width in snippets of the boundary regions of the start/end labels (3).
         regression_weight: lambda of L_reg (10).
+        sample_zero_iou: whether cells with tIoU 0 can enter L_reg's low group (True: [0, 0.3], the authors'
+            PaddlePaddle code; False: (0, 0.3], BMN's PyTorch port and MMAction2; see the module docstring).
         center_features: subtract each video's per-channel mean over time first (not in BMN; as GSMT's option).
         refine: None (plain BMN) or an :class:`~tadlab.models.rrm.RRM` whose ``feature_dim`` equals ``hidden_2d``.
 
@@ -274,7 +292,7 @@ class BMN(nn.Module):
                  hidden_1d: int = 256, hidden_bm: int = 128, hidden_3d: int = 512, hidden_2d: int = 128,
                  num_samples: int = 32, samples_per_bin: int = 3, boundary_ratio: float = 0.5, groups: int = 4,
                  sampling: str = "dense", boundary_width: float = 3.0, regression_weight: float = REGRESSION_WEIGHT,
-                 center_features: bool = False, refine: nn.Module | None = None):
+                 sample_zero_iou: bool = True, center_features: bool = False, refine: nn.Module | None = None):
         super().__init__()
         max_duration = num_snippets if max_duration is None else max_duration
         for name, value in [("feature_dim", feature_dim), ("num_snippets", num_snippets),
@@ -296,6 +314,9 @@ class BMN(nn.Module):
                                  f"proposal features), got {refine.feature_dim}")
         self.feature_dim, self.num_snippets, self.max_duration = feature_dim, num_snippets, max_duration
         self.center_features = bool(center_features)
+        if not isinstance(sample_zero_iou, bool):
+            raise TypeError(f"sample_zero_iou must be a bool, got {type(sample_zero_iou).__name__} {sample_zero_iou!r}")
+        self.sample_zero_iou = sample_zero_iou
 
         self.base = nn.Sequential(  # base module
             nn.Conv1d(feature_dim, hidden_1d, 3, padding=1, groups=groups), nn.ReLU(),
@@ -392,7 +413,7 @@ class BMN(nn.Module):
         iou = targets["iou"].to(logits.dtype)
         tem = (balanced_bce(outputs["start_logits"], targets["start"] > 0.5)
                + balanced_bce(outputs["end_logits"], targets["end"] > 0.5))
-        sample = regression_sample(iou, self.valid)
+        sample = regression_sample(iou, self.valid, sample_zero_iou=self.sample_zero_iou)
         regression, classification = map_losses(logits, iou, self.valid, sample)
         total = tem + self.regression_weight * regression + classification
         refinement = logits.new_zeros(())
@@ -410,11 +431,13 @@ class BMN(nn.Module):
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def detect(self, outputs: dict, *, top_k: int = 100, candidates: str = "peaks", fusion: str = "product",
-               sigma: float = 0.4, class_scores: torch.Tensor | None = None, top_classes: int = 1) -> list[dict]:
+               nms: str = "bmn", sigma: float = 0.4, nms_thresholds: tuple = BMN_NMS_THRESHOLDS,
+               class_scores: torch.Tensor | None = None, top_classes: int = 1) -> list[dict]:
         """Proposals (or detections) per video; see :func:`decode_boundary_matching`."""
         return decode_boundary_matching(outputs["start"], outputs["end"], outputs["confidence"], self.valid,
-                                        top_k=top_k, candidates=candidates, fusion=fusion, sigma=sigma,
-                                        class_scores=class_scores, top_classes=top_classes)
+                                        top_k=top_k, candidates=candidates, fusion=fusion, nms=nms, sigma=sigma,
+                                        nms_thresholds=nms_thresholds, class_scores=class_scores,
+                                        top_classes=top_classes)
 
 
 def boundary_candidates(probs: torch.Tensor, first: bool) -> torch.Tensor:
@@ -430,24 +453,31 @@ def boundary_candidates(probs: torch.Tensor, first: bool) -> torch.Tensor:
 
 def decode_boundary_matching(start: torch.Tensor, end: torch.Tensor, confidence: torch.Tensor, valid: torch.Tensor,
                              *, top_k: int = 100, candidates: str = "peaks", fusion: str = "product",
-                             sigma: float = 0.4, class_scores: torch.Tensor | None = None,
-                             top_classes: int = 1) -> list[dict]:
+                             nms: str = "bmn", sigma: float = 0.4, nms_thresholds: tuple = BMN_NMS_THRESHOLDS,
+                             class_scores: torch.Tensor | None = None, top_classes: int = 1) -> list[dict]:
     """BMN inference: start, end (B, T) probabilities, confidence (B, 2, D, T) [regression, classification], valid
     (D, T) -> one dict per video of ``segments`` (M, 2) snippet units, ``scores`` (M,), ``labels`` (M,) int64.
 
     1. Candidate cells: valid, starting at a start candidate and ending at an end candidate
        (:func:`boundary_candidates`; ``candidates="all"`` takes every valid cell).
     2. Score: ``fusion="product"`` p_s p_e p_cc p_cr (BMN's code, RCL) or ``"sqrt"`` p_s p_e sqrt(p_cc p_cr) (the BMN
-       paper, Sec. 3.5).
-    3. Gaussian Soft-NMS (:func:`tadlab.segments.soft_nms`, ``sigma`` = 0.4 as BMN on ActivityNet), best ``top_k``.
+       paper, Sec. 3.6).
+    3. Soft-NMS, best ``top_k``: ``nms="bmn"`` BMN's (:func:`tadlab.segments.bmn_soft_nms`: Gaussian decay by
+       exp(-tIoU² / ``sigma``) only where tIoU > low + (high - low) * width / T, ``nms_thresholds`` = (low, high) =
+       (0.5, 0.9), the width that of the selected proposal, T the video's snippets); ``nms="gaussian"`` decays every
+       overlap (:func:`tadlab.segments.soft_nms`). ``sigma`` = 0.4 as BMN on ActivityNet, for both.
     4. Without ``class_scores``: proposals, label 0. With ``class_scores`` (B, K) video-level probabilities: every
        proposal x each of the ``top_classes`` best classes, score multiplied
        (:func:`tadlab.models.video_classifier.combine_proposals_with_classes`).
     """
     check_choice("candidates", candidates, {"peaks", "all"})
     check_choice("fusion", fusion, {"sqrt", "product"})
+    check_choice("nms", nms, {"bmn", "gaussian"})
     _positive_int("top_k", top_k)
     _number("sigma", sigma, 0.0, low_open=True)
+    if not isinstance(nms_thresholds, (tuple, list)) or len(nms_thresholds) != 2:
+        raise ValueError(f"nms_thresholds must be a pair (low, high) of tIoUs, got {nms_thresholds!r}")
+    low, high = (_number(f"nms_thresholds[{i}]", v, 0.0, 1.0) for i, v in enumerate(nms_thresholds))
     if start.dim() != 2 or end.shape != start.shape:
         raise ValueError(f"start and end must have the same shape (B, T), got {tuple(start.shape)} and "
                          f"{tuple(end.shape)}")
@@ -474,8 +504,12 @@ def decode_boundary_matching(start: torch.Tensor, end: torch.Tensor, confidence:
 
     proposals = []
     for b in range(batch):
-        seg, score, _ = soft_nms(segments[keep[b]], scores[b][keep[b]], method="gaussian", sigma=sigma,
-                                 min_score=0.0, top_k=top_k)
+        if nms == "bmn":
+            seg, score, _ = bmn_soft_nms(segments[keep[b]], scores[b][keep[b]], length, sigma=sigma,
+                                         low_threshold=low, high_threshold=high, top_k=top_k)
+        else:
+            seg, score, _ = soft_nms(segments[keep[b]], scores[b][keep[b]], method="gaussian", sigma=sigma,
+                                     min_score=0.0, top_k=top_k)
         proposals.append({"segments": seg, "scores": score,
                           "labels": torch.zeros(score.shape[0], dtype=torch.int64, device=score.device)})
     if class_scores is None:

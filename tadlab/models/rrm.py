@@ -14,12 +14,26 @@ every iteration, reads the current map and the proposal features and predicts a 
         G_i = G + head(h_i)                                    (residual on the logits; sigmoid gives the map)
 
 The encoder of x: the map through a 7x7 and a 3x3 conv, the features through a 1x1 conv, both fused by a 3x3 conv,
-and the map itself appended (RAFT's small motion encoder reads flow and correlation the same way; here the map
-plays the flow and the proposal features the correlation volume).
+and the map itself appended (the layout of RAFT's small motion encoder, with the map in the place of the flow and
+the proposal features in the place of the correlation features).
+
+**What each iteration reads, and what it does not.** Iteration i reads four things: the hidden state h_{i-1}, the
+context c (computed once from F before the loop), the proposal features F (the same tensor at every iteration,
+through the same 1x1 conv, so the same encoded features every time) and the current map G_{i-1}. Only h and G
+change from one iteration to the next, and both are the RRM's own outputs: no iteration sees anything about the
+video that the first did not. RAFT's iterations differ exactly there: before each update RAFT indexes its
+all-pairs correlation volume *at the current estimate* (``corr_fn(coords1)``: for every pixel a (2r + 1)² window,
+r = 3 in RAFT-small, around where the current flow sends it, at 4 pyramid levels), so as the estimate moves the
+update block sees correlations it has not seen before, and a wrong estimate can be corrected by new evidence. The
+RRM has no such lookup (a cell of the map is a fixed proposal [t, t + d + 1), there is no coordinate that moves):
+it is a recurrent refinement of the map conditioned on fixed features, closer to an unrolled denoiser of G than
+to RAFT's search. This is what RCL describes (supplementary Eq. 1: x_t is the concatenation of the confidence
+scores G_t, temporal features and context features; Fig. 4 passes the same ``base_feat`` to ``update_block`` at
+every iteration), so it is faithful to RCL, not a simplification made here.
 
 **Training supervises every iteration** with RAFT's sequence loss: map i (of n) weighs gamma^(n - i) (i = 1..n,
 gamma = 0.8, :func:`sequence_weights`), so the last map weighs 1. RCL's code figure (Fig. 4) returns only the last
-map; RAFT, whose update block RRM takes, and the papers' README (known slips) both supervise all of them.
+map; RAFT, whose update block RRM takes, supervises all of them, and so does tadlab.
 
 Choices the paper leaves open, stated:
 - the "base features" of Fig. 4 are BMN's 2D proposal features (the PEM's last hidden map before its 1x1 output
