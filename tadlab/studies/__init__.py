@@ -98,6 +98,40 @@ def part_path(profile: str, study_name: str, job: str, seed: int) -> Path:
     return work_dir() / "parts" / profile / study_name / job / f"seed{seed}.json"
 
 
+def model_folder(profile: str, study_name: str, job: str, seed: int) -> Path:
+    """Where a job exports the models it ships (:func:`export_model`): beside its part file."""
+    return part_path(profile, study_name, job, seed).parent / f"seed{seed}-models"
+
+
+def export_model(model, *, study_name: str, job: str, seed: int, profile: str, **entry) -> dict:
+    """Export a trained model for shipping (:func:`tadlab.pretrained.export`, ``entry`` its keyword arguments) into
+    the job's :func:`model_folder`; the job returns the entry in its meta: ``{"meta": {"pretrained": [entry]}}``."""
+    from tadlab.pretrained import export
+
+    return export(model, model_folder(profile, study_name, job, seed), seed=seed, **entry)
+
+
+def exported_models(profile: str) -> list[tuple[dict, Path]]:
+    """Every ``(manifest entry, folder)`` the parts of ``profile`` exported, in plan order."""
+    found = []
+    for name, result in plan(profile):
+        for job in result.jobs:
+            for seed in result.seeds_at(profile):
+                path = part_path(profile, name, job, seed)
+                if path.is_file():
+                    for entry in json.loads(path.read_text()).get("meta", {}).get("pretrained", []):
+                        found.append((entry, model_folder(profile, name, job, seed)))
+    return found
+
+
+def shipped_dir(profile: str) -> Path:
+    """Where :func:`tadlab.pretrained.ship` puts a profile's models: the package's own folder at "full"."""
+    from tadlab.pretrained import HERE
+
+    _check_profile(profile)
+    return HERE if profile == "full" else work_dir() / f"pretrained-{profile}"
+
+
 def plan(profile: str) -> list[tuple[str, Result]]:
     """Every ``(study, Result)`` of every study, in order; a results file belongs to one study only."""
     _check_profile(profile)

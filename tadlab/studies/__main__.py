@@ -3,14 +3,16 @@
     python -m tadlab.studies list [--profile full]                        every results file, its jobs and seeds
     python -m tadlab.studies run STUDY JOB --seed K [--profile full]      one job, one seed -> its part file
     python -m tadlab.studies merge STUDY NAME.json [--profile full]       the parts -> results/NAME.json
+    python -m tadlab.studies ship [--profile full]                        the exported models -> tadlab/pretrained/
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tadlab.experiments import PROFILES
-from tadlab.studies import merge, plan, results_dir, run_job
+from tadlab.studies import exported_models, merge, plan, results_dir, run_job, shipped_dir
 
 
 def main(argv=None) -> int:
@@ -25,7 +27,9 @@ def main(argv=None) -> int:
     gather = commands.add_parser("merge", help="gather the parts of one results file")
     gather.add_argument("study"), gather.add_argument("name")
     gather.add_argument("--output", default=None, help="default: results/ at full, out/results-PROFILE/ otherwise")
-    for command in (listing, one, gather):
+    shipping = commands.add_parser("ship", help="gather the models the jobs exported into tadlab/pretrained/")
+    shipping.add_argument("--output", default=None, help="default: tadlab/pretrained/ at full, out/pretrained-PROFILE/")
+    for command in (listing, one, gather, shipping):
         command.add_argument("--profile", default="full", choices=PROFILES)
     args = parser.parse_args(argv)
     if args.command == "list":
@@ -33,6 +37,13 @@ def main(argv=None) -> int:
             print(f"{results_dir(args.profile) / result.name}  ({name}, {result.subset}): jobs {list(result.jobs)}, "
                   f"seeds {list(result.seeds_at(args.profile))}" + (f", needs {list(result.needs)}" if result.needs
                                                                      else ""))
+        return 0
+    if args.command == "ship":
+        from tadlab.pretrained import ship
+
+        target = Path(args.output) if args.output else shipped_dir(args.profile)
+        target.mkdir(parents=True, exist_ok=True)
+        print(ship(exported_models(args.profile), target))
         return 0
     if args.command == "run":
         path = run_job(args.study, args.job, args.seed, args.profile, device=args.device, output=args.output)

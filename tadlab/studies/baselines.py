@@ -14,7 +14,8 @@ import json
 from tadlab.diagnostics import DURATION_EDGES
 from tadlab.eval import ANET_TIOU, THUMOS_TIOU
 from tadlab.experiments import BASELINE_ROWS, HEADLINE_SEEDS, baseline_rows, standard_world
-from tadlab.studies import Result, results_dir
+from tadlab.pretrained import check_metrics
+from tadlab.studies import Result, export_model, results_dir
 
 NOTEBOOK = "01"
 PRESETS = ("thumos", "anet")
@@ -56,13 +57,23 @@ def chosen_recipe(preset: str, profile: str) -> dict:
     return {"lr": lr, "epochs": epochs_at(profile, epochs)}
 
 
+SHIPPED_SEEDS = (0,)  # the seeds whose trained models ship (tadlab.pretrained)
+FACTORIES = {"naive": "tadlab.models.baseline:SnippetClassifier",
+             "context": "tadlab.models.baseline:TemporalContextClassifier"}
+
+
 def run(job: str, seed: int, profile: str, device="cpu") -> dict:
     if job in PRESETS:  # the testing rows at the chosen recipe
         recipe = chosen_recipe(job, profile)
-        rows = baseline_rows(standard_world(job, profile, seed), TIOU[job], seed=seed, device=device,
+        world, models = standard_world(job, profile, seed), {}
+        rows = baseline_rows(world, TIOU[job], seed=seed, device=device, models=models,
                              bootstrap=BOOTSTRAP if profile == "full" else 0, duration_edges=DURATION_EDGES[job],
                              **recipe)
-        return {**{f"{job}: {row}": metrics for row, metrics in rows.items()}, "meta": {"recipe": recipe}}
+        meta = {"recipe": recipe}
+        if seed in SHIPPED_SEEDS:
+            meta["pretrained"] = [ship(models[name], name, job, seed, profile, recipe, rows, device)
+                                  for name in ("naive", "context")]
+        return {**{f"{job}: {row}": metrics for row, metrics in rows.items()}, "meta": meta}
     for preset in PRESETS:
         for lr, epochs in RECIPES[preset]:
             if job == recipe_job(preset, lr, epochs):
@@ -71,3 +82,18 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
                                      lr=lr, subset="validation", device=device)
                 return {f"{preset}: {row}, lr {lr:g}, {epochs} epochs": metrics for row, metrics in rows.items()}
     raise ValueError(f"unknown job {job!r} of study 'baselines'")
+
+
+def ship(model, name: str, preset: str, seed: int, profile: str, recipe: dict, rows: dict, device) -> dict:
+    """Export a trained baseline (decoded by runs of one threshold, its "naive" or "context" row) for shipping."""
+    world = standard_world(preset, profile, seed)
+    kwargs = {"feature_dim": world.feature_dim, "num_classes": world.num_classes}
+    detect = {"decoder": "runs"}
+    metrics = {"average_mAP": rows[name]["average_mAP"],
+               "class_map_average_mAP": rows["class map grouping"]["average_mAP"] if name == "context" else None,
+               "check": check_metrics(model, world, TIOU[preset], device, **detect)}
+    return export_model(model, study_name="baselines", job=preset, seed=seed, profile=profile, name=name,
+                        preset=preset, factory=FACTORIES[name], kwargs=kwargs, detect=detect,
+                        world={"preset": preset, "profile": profile, "seed": seed},
+                        recipe={**recipe, "batch_size": 16, "weight_decay": 1e-2, "optimizer": "adamw",
+                                "schedule": "cosine"}, metrics=metrics)
