@@ -40,6 +40,18 @@ def test_export_ship_and_load_round_trip(shipped):
     assert entry["factory"] == FACTORY and entry["recipe"] == {"lr": 3e-3} and len(entry["sha256"]) == 64
 
 
+def test_shipping_keeps_other_models_unless_pruned(shipped, tmp_path):
+    _, target = shipped
+    other = pretrained.export(TemporalContextClassifier(8, 3), tmp_path / "other", name="context", preset="thumos",
+                              seed=0, factory=FACTORY, kwargs={"feature_dim": 8, "num_classes": 3}, world={},
+                              recipe={}, metrics={"check": {}})
+    pretrained.ship([(other, tmp_path / "other")], target)
+    assert [m["preset"] for m in pretrained.available()] == ["anet", "thumos"]
+    pretrained.ship([(other, tmp_path / "other")], target, prune=True)
+    assert [m["preset"] for m in pretrained.available()] == ["thumos"]
+    assert sorted(p.name for p in target.glob("*.pt")) == ["context_thumos_seed0.pt"]
+
+
 def test_a_corrupted_or_edited_file_is_refused_naming_it(shipped):
     _, target = shipped
     path = target / "context_anet_seed0.pt"

@@ -166,9 +166,10 @@ def export(model, folder, *, name: str, preset: str, seed: int, factory: str, kw
             "sha256": _sha256(folder / file), "bytes": (folder / file).stat().st_size}
 
 
-def ship(entries: list[tuple[dict, Path]], target: Path = HERE) -> Path:
-    """Copy every exported model (``(entry, folder it was exported to)``) into ``target`` and write its manifest;
-    the files of models no longer exported are removed from ``target``."""
+def ship(entries: list[tuple[dict, Path]], target: Path = HERE, prune: bool = False) -> Path:
+    """Copy every exported model (``(entry, folder it was exported to)``) into ``target`` and enter it in the
+    manifest there, replacing an entry of the same (name, preset, seed) and keeping the others; with ``prune``,
+    the models and files that ``entries`` do not hold are removed (the workflow's full rebuild)."""
     target = Path(target)
     keys = [(e["name"], e["preset"], e["seed"]) for e, _ in entries]
     if len(keys) != len(set(keys)):
@@ -178,10 +179,13 @@ def ship(entries: list[tuple[dict, Path]], target: Path = HERE) -> Path:
         if _sha256(source) != model_entry["sha256"]:
             raise ValueError(f"{source} changed after it was exported (sha256 differs from its entry)")
         shutil.copyfile(source, target / model_entry["file"])
-    shipped = {e["file"] for e, _ in entries}
-    for stale in target.glob("*.pt"):
-        if stale.name not in shipped:
-            stale.unlink()
-    models = sorted((e for e, _ in entries), key=lambda e: (e["name"], e["preset"], e["seed"]))
-    (target / "manifest.json").write_text(json.dumps({"models": models}, indent=1) + "\n")
-    return target / "manifest.json"
+    manifest = target / "manifest.json"
+    kept = [] if prune or not manifest.is_file() else json.loads(manifest.read_text())["models"]
+    models = [m for m in kept if (m["name"], m["preset"], m["seed"]) not in set(keys)] + [e for e, _ in entries]
+    if prune:
+        for stale in target.glob("*.pt"):
+            if stale.name not in {m["file"] for m in models}:
+                stale.unlink()
+    models.sort(key=lambda m: (m["name"], m["preset"], m["seed"]))
+    manifest.write_text(json.dumps({"models": models}, indent=1) + "\n")
+    return manifest

@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     gather.add_argument("--output", default=None, help="default: results/ at full, out/results-PROFILE/ otherwise")
     shipping = commands.add_parser("ship", help="gather the models the jobs exported into tadlab/pretrained/")
     shipping.add_argument("--output", default=None, help="default: tadlab/pretrained/ at full, out/pretrained-PROFILE/")
+    shipping.add_argument("--prune", action="store_true", help="remove the shipped models no part exported")
     for command in (listing, one, gather, shipping):
         command.add_argument("--profile", default="full", choices=PROFILES)
     args = parser.parse_args(argv)
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
 
         target = Path(args.output) if args.output else shipped_dir(args.profile)
         target.mkdir(parents=True, exist_ok=True)
-        print(ship(exported_models(args.profile), target))
+        print(ship(exported_models(args.profile), target, prune=args.prune))
         return 0
     if args.command == "run":
         path = run_job(args.study, args.job, args.seed, args.profile, device=args.device, output=args.output)
