@@ -2,8 +2,11 @@
 loss that query-based detectors (SP-TAD) train their classifiers with. ``tadlab.losses`` re-exports them, so every
 loss is imported from one place.
 
-Eq. 5 is printed without the minus signs of its log terms (see ``../shared/papers/README.md``); they are restored
-here, as the loss is a negative log-likelihood.
+GSMT: Nag et al., "Temporal Action Localization with Global Segmentation Mask Transformers", Sec. 3.3, Eq. 5
+(gamma = 2, alpha = 10, |N| = K/10 hard negatives, lambda_1 = 0.4). Eq. 5 is printed without the minus signs of its
+log terms, which as printed would reward wrong answers; they are restored here, as the loss is a negative
+log-likelihood. The class-balanced logistic regression is Dong et al., "Single-label multi-class image
+classification by deep logistic regression", AAAI 2019, which Eq. 5 cites.
 """
 from __future__ import annotations
 

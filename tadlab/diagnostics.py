@@ -65,17 +65,21 @@ def evaluate_outputs(model, world, tiou_thresholds, transform=None, subset: str 
             "tiou_thresholds": [float(t) for t in metrics.tiou_thresholds], "subset": subset}
 
 
-def mask_quality(model, items, kernel_size: int = 7, device="auto", batch_size: int = 32) -> dict:
+def mask_quality(model, items, kernel_size: int = 7, device="auto", batch_size: int = 32,
+                 border: str | None = None) -> dict:
     """Class map and mask quality of a GSMT-like ``model`` on the foreground snippets of ``items`` (video items).
 
     Returns floats: ``fg_accuracy`` (share of foreground snippets whose most probable class is their own),
     and with masks ``column_iou`` (mean IoU of each foreground snippet's column thresholded at 0.5 with its target
     mask), ``lambda_at_cap`` (share of those columns whose soft boundary band does not meet the target's,
     |Phi(G) n Phi(P)| <= eps, so that the bIoU loss's lambda = 1/(overlap + eps) is at least half its cap e^8) and
-    ``lambda_median`` (median lambda over the columns). ``kernel_size``: k of the bands.
+    ``lambda_median`` (median lambda over the columns). ``kernel_size``: k of the bands; ``border``: their border
+    (``"geodesic"`` or ``"zero"``, see :func:`tadlab.losses.boundary_band`), None for the model's own
+    ``mask_border`` (``"geodesic"`` for a model without one).
     """
     from tadlab.losses import GSMT_EPS, boundary_band
 
+    border = getattr(model, "mask_border", "geodesic") if border is None else border
     correct, iou, overlap = [], [], []
     for batch, outputs in _batches(model, list(items), resolve_device(device), batch_size):
         targets = model.targets(batch)
@@ -86,7 +90,8 @@ def mask_quality(model, items, kernel_size: int = 7, device="auto", batch_size: 
             target = targets["masks"].to(predicted.dtype).transpose(1, 2)[valid]
             hard, truth = predicted >= 0.5, target > 0
             iou.append((hard & truth).sum(1) / (hard | truth).sum(1).clamp_min(1))
-            overlap.append((boundary_band(predicted, kernel_size) * boundary_band(target, kernel_size)).sum(1))
+            overlap.append((boundary_band(predicted, kernel_size, border=border)
+                            * boundary_band(target, kernel_size, border=border)).sum(1))
     if not correct:
         raise ValueError("items is empty")
     quality = {"fg_accuracy": float(torch.cat(correct).float().mean())}

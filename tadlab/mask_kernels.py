@@ -7,10 +7,14 @@ the sums into the loss and its per-mask gradient factors stay in ``tadlab.losses
 (used on other devices), and the tests check both against the kornia path.
 
 Rows are masks ``(N, T)``, float32 or float64, C-contiguous; ``valid`` is an ``(N, T)`` bool array or None.
-The erosion is kornia's: window ``[t - k//2, t - k//2 + k)``, geodesic border (outside and invalid snippets are
-ignored), gradient to the window's first minimum.
+The erosion is kornia's: window ``[t - k//2, t - k//2 + k)``, gradient to the window's first minimum. Outside the
+video and at invalid snippets the windows see ``border_value``: ``+inf`` for the geodesic border (they are
+ignored; the default) or ``0`` for the zero border (background, so the video's edge is a boundary); a first
+minimum that falls there takes its gradient with it.
 """
 from __future__ import annotations
+
+import math
 
 import numba
 import numpy as np
@@ -27,11 +31,12 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _pad_row(masks, n, valid, has_valid, left, padded):
-    """Row n of ``masks`` into ``padded`` (length T + k - 1) at offset k//2; +inf at the border and invalid snippets."""
+def _pad_row(masks, n, valid, has_valid, left, fill, padded):
+    """Row n of ``masks`` into ``padded`` (length T + k - 1) at offset k//2; ``fill`` at the border and invalid
+    snippets."""
     length = masks.shape[1]
     for t in range(padded.shape[0]):
-        padded[t] = np.inf
+        padded[t] = fill
     for t in range(length):
         if not has_valid or valid[n, t]:
             padded[left + t] = masks[n, t]
@@ -62,7 +67,7 @@ def _erode_row_values(padded, kernel_size, eroded):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _sums_kernel(pred, target, valid, has_valid, kernel_size, sums, offsets):
+def _sums_kernel(pred, target, valid, has_valid, kernel_size, fill, sums, offsets):
     rows, length = pred.shape
     left = kernel_size // 2
     padded_pred = np.empty(length + kernel_size - 1, pred.dtype)
@@ -71,8 +76,8 @@ def _sums_kernel(pred, target, valid, has_valid, kernel_size, sums, offsets):
     eroded_target = np.empty(length, pred.dtype)
     offset = np.empty(length, np.int32)
     for n in range(rows):
-        _pad_row(pred, n, valid, has_valid, left, padded_pred)
-        _pad_row(target, n, valid, has_valid, left, padded_target)
+        _pad_row(pred, n, valid, has_valid, left, fill, padded_pred)
+        _pad_row(target, n, valid, has_valid, left, fill, padded_target)
         _erode_row(padded_pred, kernel_size, eroded_pred, offset)
         _erode_row_values(padded_target, kernel_size, eroded_target)
         band_intersection = band_pred = band_sum = 0.0
@@ -97,7 +102,7 @@ def _sums_kernel(pred, target, valid, has_valid, kernel_size, sums, offsets):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _grad_kernel(pred, target, offsets, kernel_size, valid, has_valid, factors, grad):
+def _grad_kernel(pred, target, offsets, kernel_size, valid, has_valid, fill, factors, grad):
     rows, length = pred.shape
     left = kernel_size // 2
     padded_target = np.empty(length + kernel_size - 1, pred.dtype)
@@ -107,7 +112,7 @@ def _grad_kernel(pred, target, offsets, kernel_size, valid, has_valid, factors, 
         band_constant, band_slope = factors[n, 0], factors[n, 1]
         on_difference, on_target, on_pred = factors[n, 2], factors[n, 3], factors[n, 4]
         # the target's band again: recomputing it costs less than keeping a full-size tensor for the backward
-        _pad_row(target, n, valid, has_valid, left, padded_target)
+        _pad_row(target, n, valid, has_valid, left, fill, padded_target)
         _erode_row_values(padded_target, kernel_size, eroded_target)
         for t in range(length):
             inside = not has_valid or valid[n, t]
@@ -116,8 +121,10 @@ def _grad_kernel(pred, target, offsets, kernel_size, valid, has_valid, factors, 
             through_band[t] = band if inside else 0.0
             grad[n, t] = band + on_difference * (p - g) + on_target * g + on_pred * p if inside else 0.0
         for t in range(length):  # the band subtracts the erosion, whose gradient goes to the window's first minimum
-            if not has_valid or valid[n, t]:  # (a valid snippet's window holds a finite minimum, itself at worst)
-                grad[n, t - left + offsets[n, t]] -= through_band[t]
+            source = t - left + offsets[n, t]  # geodesic: a valid snippet (the window holds itself, finite)
+            # zero border: the minimum may be the border or an invalid snippet (a constant 0): no gradient there
+            if (not has_valid or valid[n, t]) and 0 <= source < length and (not has_valid or valid[n, source]):
+                grad[n, source] -= through_band[t]
 
 
 def supports(tensor: torch.Tensor) -> bool:
@@ -131,33 +138,37 @@ def _valid_array(valid: torch.Tensor | None) -> tuple[np.ndarray, bool]:
     return valid.contiguous().numpy(), True
 
 
-def mask_sums(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None, kernel_size: int):
+def mask_sums(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None, kernel_size: int,
+              border_value: float = math.inf):
     """The forward pass: per-mask sums ``(N, 8)`` (float64, :data:`SUM_COLUMNS`) and the offset of each snippet's
     first minimum in its erosion window ``[t - k//2, t - k//2 + k)`` ``(N, T)`` (uint8, int32 for k > 256).
 
-    pred, target ``(N, T)`` CPU float32/float64 of one dtype; valid ``(N, T)`` bool or None.
+    pred, target ``(N, T)`` CPU float32/float64 of one dtype; valid ``(N, T)`` bool or None; ``border_value``:
+    +inf (geodesic border) or 0 (zero border).
     """
     pred, target = pred.detach().contiguous(), target.detach().contiguous()
     valid_array, has_valid = _valid_array(valid)
     # outputs come from torch's allocator: numpy's fresh large arrays cost page faults on every call
     sums = torch.empty(pred.shape[0], len(SUM_COLUMNS), dtype=torch.float64)
     offsets = torch.empty(pred.shape, dtype=torch.uint8 if kernel_size <= 256 else torch.int32)
-    _sums_kernel(pred.numpy(), target.numpy(), valid_array, has_valid, kernel_size, sums.numpy(), offsets.numpy())
+    _sums_kernel(pred.numpy(), target.numpy(), valid_array, has_valid, kernel_size, float(border_value), sums.numpy(),
+                 offsets.numpy())
     return sums, offsets
 
 
 def mask_grad(pred: torch.Tensor, target: torch.Tensor, offsets: torch.Tensor, kernel_size: int,
-              valid: torch.Tensor | None, factors: torch.Tensor) -> torch.Tensor:
+              valid: torch.Tensor | None, factors: torch.Tensor, border_value: float = math.inf) -> torch.Tensor:
     """The backward pass: ``grad (N, T)`` of per-mask losses whose gradient factors are ``factors (N, 5)``.
 
     For a valid snippet t of mask n, with ``a = factors[n, 0] + factors[n, 1] * Phi(G)[n, t]`` (the loss's
     derivative by the predicted band there): ``grad[n, t] += a + factors[n, 2] * (P - G) + factors[n, 3] * G +
     factors[n, 4] * P`` and ``grad[n, t - k//2 + offsets[n, t]] -= a`` (the band subtracts the erosion, whose
-    gradient goes to the window's first minimum). Invalid snippets get 0.
+    gradient goes to the window's first minimum, unless that is the border or an invalid snippet). Invalid snippets
+    get 0. ``border_value`` as in :func:`mask_sums`.
     """
     pred = pred.detach().contiguous()
     valid_array, has_valid = _valid_array(valid)
     grad = torch.empty_like(pred)
     _grad_kernel(pred.numpy(), target.detach().contiguous().numpy(), offsets.numpy(), kernel_size, valid_array,
-                 has_valid, factors.to(pred.dtype).contiguous().numpy(), grad.numpy())
+                 has_valid, float(border_value), factors.to(pred.dtype).contiguous().numpy(), grad.numpy())
     return grad

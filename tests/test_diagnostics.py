@@ -86,6 +86,33 @@ def test_mask_quality_by_hand():
     assert math.isclose(quality["lambda_median"], lambdas[1], rel_tol=1e-5)  # torch's median: the lower middle
 
 
+def test_mask_quality_lambda_follows_the_border():
+    """T = 10, one instance [6, 10) that runs to the video's end, k = 3. Columns 6 and 8 are exact, 7 and 9 predict
+    [3, 10): the right end, the wrong start. Geodesic border: Phi(G) = {6} and the wrong columns' band is {3},
+    disjoint (lambda at its cap for half the columns). Zero border: Phi(G) = {6, 9}, the wrong columns' {3, 9}: they
+    meet at the video's last snippet, and no column is at the cap."""
+    T = 10
+    target = torch.zeros(T)
+    target[6:] = 1
+    wrong = torch.zeros(T)
+    wrong[3:] = 1
+    masks = torch.zeros(1, T, T)
+    masks[0, :, 6], masks[0, :, 7], masks[0, :, 8], masks[0, :, 9] = target, wrong, target, wrong
+    probs = torch.zeros(1, 2, T)
+    probs[0, 0] = 1
+    model = FixedOutputs(probs, masks, T, 1)
+    item = {"video_id": "v", "features": torch.zeros(4, T), "segments": torch.tensor([[6.0, 10.0]]),
+            "labels": torch.tensor([0]), "duration": 10.0}
+    geodesic = mask_quality(model, [item], kernel_size=3, device="cpu")  # the default: FixedOutputs has no border
+    assert geodesic == mask_quality(model, [item], kernel_size=3, device="cpu", border="geodesic")
+    zero = mask_quality(model, [item], kernel_size=3, device="cpu", border="zero")
+    assert geodesic["lambda_at_cap"] == 0.5 and zero["lambda_at_cap"] == 0.0
+    # overlaps 2, 1, 2, 1: lambdas 1/2, 1, 1/2, 1, whose lower middle (torch's median) is 1/2
+    assert math.isclose(zero["lambda_median"], 1 / (2 + GSMT_EPS), rel_tol=1e-6)
+    model.mask_border = "zero"  # a model's own border is the default
+    assert mask_quality(model, [item], kernel_size=3, device="cpu") == zero
+
+
 def test_duration_breakdown_by_hand():
     """Video of 100 s, T = 100 (1 s per snippet): instances of 10 s ([0, 10)) and 50 s ([40, 90)), class 0;
     detections: [0, 8) class 0 (tIoU 0.8), [40, 60) class 0 (tIoU 0.4), [40, 90) class 1 (wrong class)."""

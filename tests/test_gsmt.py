@@ -1,4 +1,5 @@
 """GSMT: shapes, loss terms on hand-checked cases, decoding hand-made masks, save/load, determinism, CUDA."""
+import functools
 import math
 
 import pytest
@@ -8,8 +9,9 @@ from hypothesis import strategies as st
 
 from tadlab.labels import global_masks
 from tadlab.models.blocks import TransformerEmbedding, make_embedding, sinusoidal_positions
-from tadlab.models.gsmt import GSMT, decode_global_masks, paper_size_cost
-from tadlab.models.gsmt_decode import PAPER_SOFT_NMS_SIGMA, _decode_activations, column_scores, soft_nms_options
+from tadlab.models.gsmt import PAPER_POSITIONAL, GSMT, decode_global_masks, paper_size_cost
+from tadlab.models.gsmt_decode import (PAPER_SOFT_NMS, PAPER_SOFT_NMS_SIGMA, _decode_activations, column_scores,
+                                       mask_candidates, soft_nms_options)
 
 from detector_checks import assert_reproducible_step, needs_cuda, to_device, train_steps
 
@@ -110,6 +112,33 @@ def test_sinusoidal_positions_match_the_formula():
     assert math.isclose(float(table[3, 3]), math.cos(3 / 10000 ** (2 / 6)), rel_tol=1e-6)
 
 
+def test_the_three_positional_encodings_of_table_13():
+    """Each row of GSMT Table 13 builds by its name: "none" is the model without an encoding (the same parameters
+    and outputs as positional=None), "fixed" adds exactly the sinusoidal table to the projected features, "learned"
+    adds a trained (T, H) table that the loss reaches."""
+    assert set(PAPER_POSITIONAL) == {"none", "learned", "fixed"}
+    assert PAPER_POSITIONAL["none"]["average_mAP"] == 36.2 and PAPER_POSITIONAL["fixed"]["average_mAP"] == 28.0
+    features = torch.randn(2, C, T, generator=torch.Generator().manual_seed(0))
+    models = {name: small_model(positional=name).eval() for name in PAPER_POSITIONAL}
+    plain = small_model(positional=None).eval()
+    assert models["none"].positional is None and models["none"].embedding.positional.kind is None
+    assert models["none"].state_dict().keys() == plain.state_dict().keys()
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(models["none"](features).values(), plain(features).values()))
+        projected = models["fixed"].input_projection(features)
+        added = models["fixed"].embedding.positional(projected)
+    torch.testing.assert_close(added - projected, sinusoidal_positions(T, 16).t().expand_as(projected))
+    assert "embedding.positional.positions" not in models["fixed"].state_dict()  # fixed: not a weight
+    learned = models["learned"].train()
+    table = learned.embedding.positional.positions
+    assert table.shape == (T, 16) and table.requires_grad
+    batch = one_video_batch([[2.0, 6.0]], [0], features=features[:1])
+    learned.loss(learned(batch["features"]), batch)["total"].backward()
+    assert table.grad is not None and float(table.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="positional"):
+        small_model(positional="sinusoidal")
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="embedding"):
         GSMT(C, K, T, embedding="lstm")
@@ -123,6 +152,10 @@ def test_bad_arguments_are_named():
         small_model()(torch.randn(2, C + 1, T))
     with pytest.raises(ValueError, match="mask_weight"):
         GSMT(C, K, T, mask_weight=0.0)
+    with pytest.raises(ValueError, match="mask_border"):
+        GSMT(C, K, T, mask_border="reflect")
+    with pytest.raises(ValueError, match="dice_form"):
+        GSMT(C, K, T, dice_form="twice")
     with pytest.raises(ValueError, match="decoding"):
         small_model().detect(small_model()(torch.randn(1, C, T)), decoding="medium")
 
@@ -203,6 +236,29 @@ def test_mask_l2_penalty_follows_the_mask_loss_and_switches_for_iou_and_biou():
         small_model(mask_loss="bce", mask_l2_penalty=True)
 
 
+def test_mask_border_and_dice_form_reach_the_mask_loss():
+    """An instance [10, 16) that runs to the video's end: the zero border makes snippet 15 a boundary, the geodesic
+    one does not, so the two losses differ; each equals tadlab.losses.mask_loss with the same options."""
+    from tadlab.losses import mask_loss
+
+    batch = one_video_batch([[10.0, 16.0]], [1])
+    masks = torch.rand(1, T, T, generator=torch.Generator().manual_seed(2))
+    zeros = torch.zeros(1, K + 1, T)
+    outputs = {"logits": zeros, "probs": zeros.softmax(1), "regression_logits": zeros,
+               "regression": torch.sigmoid(zeros), "mask_logits": torch.logit(masks), "masks": masks}
+    target = torch.zeros(T, 6)
+    target[10:16] = 1
+    found = {}
+    for border in ("geodesic", "zero"):
+        for dice_form in ("vnet", "printed"):
+            model = small_model(mask_border=border, dice_form=dice_form)
+            found[border, dice_form] = float(model.loss(outputs, batch)["mask"])
+            expected = mask_loss(masks[0, :, 10:16], target, dim=0, border=border, dice_form=dice_form)
+            assert math.isclose(found[border, dice_form], float(expected), rel_tol=1e-5), (border, dice_form)
+    assert found["geodesic", "vnet"] != found["zero", "vnet"]
+    assert found["geodesic", "printed"] > found["geodesic", "vnet"]  # the printed dice is (1 + V-Net dice) / 2
+
+
 def test_loss_backpropagates_to_every_parameter():
     model = small_model()
     batch = one_video_batch([[2.0, 6.0], [9.0, 15.0]], [0, 2])
@@ -216,6 +272,44 @@ def test_loss_without_mask_branch_is_classification_only():
     batch = one_video_batch([[2.0, 6.0]], [0])
     terms = model.loss(model(batch["features"]), batch)
     assert float(terms["mask"]) == 0 and torch.equal(terms["total"], terms["classification"])
+
+
+def test_sgd_steps_lower_the_loss():
+    """GSMT trains with SGD (Sec. 4): ten steps of SGD with momentum 0.9 on one small batch lower the loss at every
+    step (the same dropout draws each step). A larger step makes the loss jump wherever a column's band stops
+    meeting its target's and lambda = 1/(overlap + eps) reaches e^8; the paper's lr is 1e-4."""
+    from tadlab.data.collate import collate_videos
+    from tadlab.data.synthetic import make_world
+
+    world = make_world("anet", num_videos=20, seed=0, num_snippets=T, feature_dim=C, num_classes=K)
+    batch = collate_videos(list(world.dataset("training"))[:8])
+    losses = []
+    train_steps(small_model(), batch, steps=10, lr=1e-3, optimizer=functools.partial(torch.optim.SGD, momentum=0.9),
+                seed=0, losses=losses)
+    assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
+    assert losses[-1] < 0.95 * losses[0]
+
+
+def test_fit_with_sgd_lowers_the_training_loss():
+    """tadlab.train.fit(optimizer="sgd", momentum=0.9) trains GSMT: the loss of the training videos (eval mode, no
+    dropout) after four epochs is below the loss before."""
+    from tadlab.data.collate import collate_videos
+    from tadlab.data.synthetic import make_world
+    from tadlab.train import fit
+
+    world = make_world("anet", num_videos=20, seed=0, num_snippets=T, feature_dim=C, num_classes=K)
+    batch = collate_videos(list(world.dataset("training")))
+    model = small_model()
+
+    def training_loss():
+        model.eval()
+        with torch.no_grad():
+            return float(model.loss(model(batch["features"]), batch)["total"])
+
+    before = training_loss()
+    fit(model, world.dataset("training"), epochs=4, batch_size=4, lr=1e-3, optimizer="sgd", momentum=0.9,
+        weight_decay=1e-3, schedule="constant", device="cpu", progress=False, seed=0)
+    assert training_loss() < 0.9 * before
 
 
 # ----------------------------------------------------------------------------------------------------- decoding
@@ -275,6 +369,46 @@ def test_score_threshold_and_top_k_and_duplicates():
     [det] = decode_global_masks(probs, masks, decoding="short", top_snippets=1, thresholds=(0.3, 0.9),
                                 score_threshold=0.0, top_k=1, nms=KEEP_ALL)
     assert len(det["segments"]) == 1
+
+
+def test_top_m1_takes_snippets_each_with_its_best_class():
+    """Sec. 3.3 selects the top M1 *snippets* of P. T = 4, K = 2 (background 2): snippet 0 scores 0.5 for class 0
+    and 0.45 for class 1, snippet 1 0.4 for class 0 (its best action class); snippets 2, 3 are background. Column 0
+    says [0, 2), column 1 says [2, 4). With M1 = 2, "snippets" decodes columns 0 and 1, both as class 0; "pairs"
+    decodes column 0 twice (classes 0 and 1) and never column 1."""
+    probs = torch.tensor([[[0.5, 0.4, 0.0, 0.0], [0.45, 0.1, 0.0, 0.0], [0.05, 0.5, 1.0, 1.0]]])
+    masks = torch.zeros(1, 4, 4)
+    masks[0, :2, 0] = 1.0
+    masks[0, 2:, 1] = 1.0
+    options = dict(decoding="long", top_snippets=2, thresholds=(0.5,), score_threshold=0.0, nms=KEEP_ALL)
+    [snippets] = decode_global_masks(probs, masks, **options)  # the default
+    assert as_set(snippets) == {((0.0, 2.0), 0.5, 0), ((2.0, 4.0), 0.4, 0)}
+    [pairs] = decode_global_masks(probs, masks, top_selection="pairs", **options)
+    assert as_set(pairs) == {((0.0, 2.0), 0.5, 0), ((0.0, 2.0), 0.45, 1)}
+    with pytest.raises(ValueError, match="top_selection"):
+        decode_global_masks(probs, masks, top_selection="classes", **options)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 12), st.integers(0, 2**31 - 1))
+def test_top_m1_snippets_are_distinct_and_the_best_by_their_best_class(top_snippets, seed):
+    generator = torch.Generator().manual_seed(seed)
+    probs = (4 * torch.randn(2, K + 1, T, generator=generator)).softmax(1)
+    masks = torch.ones(2, T, T)  # every column active: one "long" candidate per decoded column
+    thresholds = torch.tensor([0.5])
+    best, best_class = probs[:, :K].max(1)
+    video, label, start, end, snippet, score = mask_candidates(probs, masks, "long", top_snippets, thresholds)
+    for b in range(2):
+        chosen = snippet[video == b]
+        assert len(set(chosen.tolist())) == len(chosen) == min(top_snippets, T)  # distinct snippets, M1 of them
+        assert torch.equal(chosen.sort().values, best[b].topk(min(top_snippets, T)).indices.sort().values)
+        assert torch.equal(label[video == b], best_class[b, chosen])
+        assert torch.equal(score[video == b], best[b, chosen])
+    video, label, _, _, snippet, score = mask_candidates(probs, masks, "long", top_snippets, thresholds, "pairs")
+    for b in range(2):  # pairs: the M1 best entries of the action rows, a snippet possibly more than once
+        expected = probs[b, :K].flatten().topk(min(top_snippets, K * T)).values
+        torch.testing.assert_close(score[video == b].sort().values, expected.sort().values)
+        torch.testing.assert_close(probs[b, label[video == b], snippet[video == b]], score[video == b])
 
 
 @pytest.mark.parametrize("source, mask_score", [("masks", "inner"), ("masks", "contrast"), ("class_map", "inner"),
@@ -409,11 +543,13 @@ def test_sources_and_the_mask_branch():
 
 
 def test_soft_nms_sigma_of_the_paper_datasets():
-    assert PAPER_SOFT_NMS_SIGMA == {"thumos": 0.4, "anet": 0.6}  # GSMT Sec. 4
+    assert PAPER_SOFT_NMS == PAPER_SOFT_NMS_SIGMA == {"thumos": 0.4, "anet": 0.6}  # GSMT Sec. 4
     assert soft_nms_options("anet") == {"method": "gaussian", "sigma": 0.6}
-    assert soft_nms_options() == {"method": "gaussian", "sigma": 0.5}
+    assert soft_nms_options() == soft_nms_options(reading="linear") == {"method": "gaussian", "sigma": 0.5}
     with pytest.raises(ValueError, match="preset"):
         soft_nms_options("coco")
+    with pytest.raises(ValueError, match="reading"):
+        soft_nms_options("anet", reading="threshold")
     generator = torch.Generator().manual_seed(2)
     probs = torch.rand(1, K + 1, T, generator=generator).softmax(1)
     masks = torch.rand(1, T, T, generator=generator)
@@ -421,6 +557,24 @@ def test_soft_nms_sigma_of_the_paper_datasets():
     by_dict = decode_global_masks(probs, masks, score_threshold=0.0, nms={"method": "gaussian", "sigma": 0.4})[0]
     default = decode_global_masks(probs, masks, score_threshold=0.0)[0]
     assert torch.equal(by_name["scores"], by_dict["scores"]) and not torch.equal(by_name["scores"], default["scores"])
+
+
+def test_the_two_readings_of_the_soft_nms_threshold_by_hand():
+    """GSMT Sec. 4's 0.6 for ActivityNet: as sigma, a candidate overlapping a better one at tIoU 0.5 keeps
+    exp(-0.25 / 0.6) of its score and one at 0.75 exp(-0.5625 / 0.6); as the linear decay's threshold N_t = 0.6,
+    the first keeps its score (0.5 < N_t) and the second keeps 1 - 0.75 of it."""
+    from tadlab.segments import batched_soft_nms
+
+    def decayed(other, reading):  # the score of ``other`` (0.8) after Soft-NMS with [0, 4) (0.9)
+        segments = torch.tensor([[0.0, 4.0], other], dtype=torch.float64)
+        _, scores, _, _ = batched_soft_nms(segments, torch.tensor([0.9, 0.8], dtype=torch.float64),
+                                           torch.zeros(2, dtype=torch.int64), **soft_nms_options("anet", reading))
+        return float(scores[1])
+
+    assert math.isclose(decayed([0.0, 2.0], "sigma"), 0.8 * math.exp(-0.5 ** 2 / 0.6), rel_tol=1e-9)  # tIoU 0.5
+    assert math.isclose(decayed([0.0, 3.0], "sigma"), 0.8 * math.exp(-0.75 ** 2 / 0.6), rel_tol=1e-9)  # tIoU 0.75
+    assert decayed([0.0, 2.0], "linear") == 0.8
+    assert math.isclose(decayed([0.0, 3.0], "linear"), 0.8 * (1 - 0.75), rel_tol=1e-9)
 
 
 # ------------------------------------------------------------------------------------------------------ oracles

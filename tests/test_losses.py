@@ -24,6 +24,7 @@ from tadlab.losses import (
 )
 
 BACKENDS = ["fast", "kornia"]
+BORDERS = ["geodesic", "zero"]
 
 
 def engine_settings(max_examples):
@@ -62,10 +63,67 @@ def test_boundary_band_of_an_interval_by_hand():
         # geodesic border: a mask filling the video has no boundary; one touching the start has only its end
         assert torch.equal(boundary_band(torch.ones(12), 5, backend), torch.zeros(12))
         assert boundary_band(interval_masks(12, [(0, 6)])[0], 5, backend).tolist() == [0, 0, 0, 0, 1, 1] + [0] * 6
+        # zero border: outside the video is background, so the video's edges are boundaries too
+        assert torch.equal(boundary_band(mask, 5, backend, border="zero"), expected)  # inside: no difference
+        assert boundary_band(torch.ones(12), 5, backend, border="zero").tolist() == [1, 1] + [0] * 8 + [1, 1]
+        touching_start = boundary_band(interval_masks(12, [(0, 6)])[0], 5, backend, border="zero")
+        assert touching_start.tolist() == [1, 1, 0, 0, 1, 1] + [0] * 6
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_where_the_two_borders_differ_by_hand(backend):
+    """T = 8, k = 3, target [2, 5), a prediction [2, 8) that runs on to the video's end. Geodesic border: the
+    prediction's band is {2} (its end is the video's, not a boundary), the target's {2, 4}: bIoU 1/2, better than
+    the 1/3 of a prediction [2, 7) that stops short of the video's end. Zero border: the prediction's band is
+    {2, 7}: bIoU 1/3, as for [2, 7)."""
+    target = interval_masks(8, [(2, 5)])[0]
+    pred = interval_masks(8, [(2, 8)])[0]
+    assert boundary_band(target, 3, backend).tolist() == [0, 0, 1, 0, 1, 0, 0, 0]
+    assert boundary_band(target, 3, backend, border="zero").tolist() == [0, 0, 1, 0, 1, 0, 0, 0]
+    assert boundary_band(pred, 3, backend).tolist() == [0, 0, 1, 0, 0, 0, 0, 0]
+    assert boundary_band(pred, 3, backend, border="zero").tolist() == [0, 0, 1, 0, 0, 0, 0, 1]
+    geodesic = biou_loss(pred, target, 3, backend=backend, l2_penalty=False)
+    zero = biou_loss(pred, target, 3, backend=backend, l2_penalty=False, border="zero")
+    torch.testing.assert_close(geodesic, torch.tensor(1 - (1 + GSMT_EPS) / (2 + GSMT_EPS), dtype=torch.float64))
+    torch.testing.assert_close(zero, torch.tensor(1 - (1 + GSMT_EPS) / (3 + GSMT_EPS), dtype=torch.float64))
+    # a prediction [2, 7) that stops one snippet short of the video's end has band {2, 6} under both borders, bIoU
+    # 1/3: the geodesic border scores the prediction that runs further past the target's end *better* (1/2)
+    short = interval_masks(8, [(2, 7)])[0]
+    for border in BORDERS:
+        torch.testing.assert_close(biou_loss(short, target, 3, backend=backend, l2_penalty=False, border=border),
+                                   zero)
+    # the mask loss and its lambda follow the border: overlap 1 either way here, so only bIoU changes
+    for border, biou in (("geodesic", geodesic), ("zero", zero)):
+        penalty = 1 / (1 + GSMT_EPS) * (pred - target).norm() / 3
+        torch.testing.assert_close(mask_loss(pred, target, kernel_size=3, backend=backend, border=border),
+                                   biou + penalty + 0.4 * dice_loss(pred, target))
+
+
+def test_compiled_kernel_sums_with_the_zero_border_by_hand():
+    """The example of test_compiled_kernel_sums_by_hand with the zero border: the first and last windows now hold
+    a 0 from outside the video, which is their first minimum (positions -1 and 5, outside the row)."""
+    pred = torch.tensor([[0.2, 0.9, 0.5, 0.7, 0.1]], dtype=torch.float64)
+    target = torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.0]], dtype=torch.float64)
+    sums, offsets = mask_kernels.mask_sums(pred, target, None, 3, border_value=0.0)
+    # eroded pred [0, 0.2, 0.5, 0.1, 0] -> band [0.2, 0.7, 0, 0.6, 0.1]; the target's band is unchanged [0, 1, 0, 1, 0]
+    assert (offsets.long() + torch.arange(5) - 1).tolist() == [[-1, 0, 2, 4, 5]]
+    expected = dict(band_intersection=1.3, band_pred=1.6, band_target=2, squared_distance=0.4, target=3,
+                    pred_target=2.1, pred_squared=1.6, target_squared=3)
+    torch.testing.assert_close(sums[0], torch.tensor([expected[c] for c in mask_kernels.SUM_COLUMNS],
+                                                     dtype=torch.float64), atol=1e-12, rtol=0)
+    # backward: d(sum of the band)/d pred = 1 at every snippet, minus 1 for each window whose first minimum it is;
+    # the border's minima take theirs nowhere. Snippet 0 is the minimum of window 1, 2 of 2, 4 of 3.
+    factors = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)  # the loss = sum of the band
+    grad = mask_kernels.mask_grad(pred, target, offsets, 3, None, factors, border_value=0.0)
+    assert grad.tolist() == [[0.0, 1.0, 0.0, 1.0, 0.0]]
+    leaf = pred.clone().requires_grad_()
+    boundary_band(leaf, 3, "kornia", border="zero").sum().backward()
+    assert leaf.grad.tolist() == grad.tolist()
+
+
+@pytest.mark.parametrize("border", BORDERS)
 @pytest.mark.parametrize("kernel_size", [1, 2, 3, 4, 7, 8, 25, 61, 300])  # 300: offsets past uint8
-def test_fast_and_kornia_agree_in_value_and_gradient(kernel_size):
+def test_fast_and_kornia_agree_in_value_and_gradient(kernel_size, border):
     generator = torch.Generator().manual_seed(kernel_size)
     # continuous values, plus quantised ones with ties, plus exact 0/1 plateaus
     soft = torch.rand(3, 5, 30, generator=generator, dtype=torch.float64)
@@ -75,7 +133,7 @@ def test_fast_and_kornia_agree_in_value_and_gradient(kernel_size):
         results = []
         for backend in BACKENDS:
             leaf = masks.clone().requires_grad_()
-            band = boundary_band(leaf, kernel_size, backend)
+            band = boundary_band(leaf, kernel_size, backend, border=border)
             (grad,) = torch.autograd.grad((band * grad_out).sum(), leaf)
             results.append((band, grad))
         torch.testing.assert_close(results[0][0], results[1][0], atol=1e-6, rtol=0)
@@ -83,8 +141,9 @@ def test_fast_and_kornia_agree_in_value_and_gradient(kernel_size):
 
 
 @pytest.mark.usefixtures("fast_engine")
+@pytest.mark.parametrize("border", BORDERS)
 @pytest.mark.parametrize("variant", ["biou", "iou", "bce"])
-def test_mask_loss_backends_agree_float32_with_valid(variant):
+def test_mask_loss_backends_agree_float32_with_valid(variant, border):
     generator = torch.Generator().manual_seed(1)
     pred = torch.rand(4, 20, 20, generator=generator)
     target = (torch.rand(4, 20, 20, generator=generator) > 0.6).float()
@@ -92,7 +151,7 @@ def test_mask_loss_backends_agree_float32_with_valid(variant):
     results = []
     for backend in BACKENDS:
         leaf = pred.clone().requires_grad_()
-        loss = mask_loss(leaf, target, variant, valid=valid, backend=backend)
+        loss = mask_loss(leaf, target, variant, valid=valid, backend=backend, border=border)
         results.append((loss, *torch.autograd.grad(loss, leaf)))
     # the loss is ~88 here (lambda * L2 of columns whose bands do not meet), where one float32 step is ~8e-6
     torch.testing.assert_close(results[0][0], results[1][0], atol=1e-6, rtol=1e-6)
@@ -102,11 +161,13 @@ def test_mask_loss_backends_agree_float32_with_valid(variant):
 
 
 @pytest.mark.usefixtures("fast_engine")
+@pytest.mark.parametrize("border", BORDERS)
 @pytest.mark.parametrize("kernel_size", [1, 2, 7, 8, 300])
 @pytest.mark.parametrize("use_biou, l2_penalty, lambda2", [(True, True, 0.4), (True, False, 0.0), (False, True, 0.0),
                                                           (False, True, 0.4), (True, False, 0.4)])
-def test_fused_fast_loss_matches_autograd_in_float64(kernel_size, use_biou, l2_penalty, lambda2):
-    """The analytic backward of the fast path against autograd on the kornia path: ties, valid snippets, dim=1."""
+def test_fused_fast_loss_matches_autograd_in_float64(kernel_size, use_biou, l2_penalty, lambda2, border):
+    """The analytic backward of the fast path against autograd on the kornia path: ties (exact zeros among them, so
+    with the zero border the outside often is a window's first minimum), valid snippets, dim=1."""
     generator = torch.Generator().manual_seed(kernel_size)
     pred = (torch.rand(3, 16, 16, generator=generator, dtype=torch.float64) * 4).round() / 4  # many ties
     pred[0, :, :5] = torch.rand(16, 5, generator=generator, dtype=torch.float64)
@@ -118,19 +179,21 @@ def test_fused_fast_loss_matches_autograd_in_float64(kernel_size, use_biou, l2_p
         leaf = pred.clone().requires_grad_()
         if use_biou:
             loss = mask_loss(leaf, target, "biou", kernel_size, lambda2, valid, dim=1, reduction="none",
-                             backend=backend, l2_penalty=l2_penalty)
+                             backend=backend, l2_penalty=l2_penalty, border=border)
         else:
             loss = biou_loss(leaf, target, kernel_size, valid, dim=1, reduction="none", backend=backend,
-                             use_biou=False) + lambda2 * dice_loss(leaf, target, valid, dim=1, reduction="none")
+                             use_biou=False, border=border) + lambda2 * dice_loss(leaf, target, valid, dim=1,
+                                                                                  reduction="none")
         results.append((loss, *torch.autograd.grad((loss * grad_out).sum(), leaf)))
     torch.testing.assert_close(results[0][0], results[1][0], atol=1e-12, rtol=0)
     torch.testing.assert_close(results[0][1], results[1][1], atol=1e-10, rtol=0)
 
 
 @pytest.mark.usefixtures("fast_engine")
+@pytest.mark.parametrize("border", BORDERS)
 @pytest.mark.parametrize("kernel_size", [3, 6, 7])
 @pytest.mark.parametrize("with_valid", [False, True])
-def test_fused_fast_loss_passes_gradcheck(kernel_size, with_valid):
+def test_fused_fast_loss_passes_gradcheck(kernel_size, with_valid, border):
     """Finite differences in float64 (without the L2 penalty, whose lambda is detached by design)."""
     generator = torch.Generator().manual_seed(kernel_size)
     pred = torch.rand(2, 3, 12, generator=generator, dtype=torch.float64).requires_grad_()
@@ -138,7 +201,8 @@ def test_fused_fast_loss_passes_gradcheck(kernel_size, with_valid):
     valid = torch.arange(12) < 9 if with_valid else None
 
     def loss(p):
-        return mask_loss(p, target, kernel_size=kernel_size, valid=valid, reduction="none", l2_penalty=False)
+        return mask_loss(p, target, kernel_size=kernel_size, valid=valid, reduction="none", l2_penalty=False,
+                         border=border)
 
     assert torch.autograd.gradcheck(loss, (pred,), eps=1e-7, atol=1e-6)
 
@@ -205,11 +269,11 @@ def test_erosion_rejects_bad_arguments():
 # ------------------------------------------------------------------------------------------------------ properties
 @pytest.mark.usefixtures("fast_engine")
 @engine_settings(25)
-@given(binary_masks, st.sampled_from([3, 5, 7, 9]), st.sampled_from(BACKENDS))
-def test_perfect_binary_prediction_scores_zero(target, kernel_size, backend):
-    for loss in (biou_loss(target, target, kernel_size, backend=backend, reduction="none"),
+@given(binary_masks, st.sampled_from([3, 5, 7, 9]), st.sampled_from(BACKENDS), st.sampled_from(BORDERS))
+def test_perfect_binary_prediction_scores_zero(target, kernel_size, backend, border):
+    for loss in (biou_loss(target, target, kernel_size, backend=backend, reduction="none", border=border),
                  iou_loss(target, target, reduction="none"), dice_loss(target, target, reduction="none"),
-                 mask_loss(target, target, "biou", kernel_size, backend=backend, reduction="none"),
+                 mask_loss(target, target, "biou", kernel_size, backend=backend, reduction="none", border=border),
                  mask_loss(target, target, "iou", reduction="none")):
         assert torch.equal(loss, torch.zeros_like(loss))
 
@@ -231,16 +295,34 @@ def test_biou_equals_iou_for_a_kernel_covering_the_video(target, extra, seed, ba
 
 
 @pytest.mark.usefixtures("fast_engine")
-@engine_settings(15)
-@given(st.integers(5, 30), st.integers(1, 10), st.integers(0, 2**31 - 1), st.sampled_from(BACKENDS))
-def test_invalid_snippets_act_as_outside_the_video(length, padding, seed, backend):
+@engine_settings(25)
+@given(binary_masks, st.integers(0, 3), st.integers(0, 2**31 - 1), st.sampled_from(BACKENDS))
+def test_with_the_zero_border_biou_equals_iou_for_every_mask_once_k_reaches_past_the_video(target, extra, seed,
+                                                                                           backend):
+    """With the zero border a window of k >= 2T - 1 always holds the outside's 0: the erosion is 0 and the band the
+    whole mask, even for masks that never touch 0 (the geodesic border needs that, above)."""
+    length = target.shape[-1]
+    target[0] = 1  # a mask that never touches 0
+    pred = torch.rand(target.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    kernel_size = 2 * length - 1 + extra
+    torch.testing.assert_close(boundary_band(target, kernel_size, backend, border="zero"), target, atol=0, rtol=0)
+    biou = biou_loss(pred, target, kernel_size, backend=backend, l2_penalty=False, reduction="none", border="zero")
+    torch.testing.assert_close(biou, iou_loss(pred, target, reduction="none"), atol=1e-12, rtol=0)
+
+
+@pytest.mark.usefixtures("fast_engine")
+@engine_settings(20)
+@given(st.integers(5, 30), st.integers(1, 10), st.integers(0, 2**31 - 1), st.sampled_from(BACKENDS),
+       st.sampled_from(BORDERS))
+def test_invalid_snippets_act_as_outside_the_video(length, padding, seed, backend, border):
     generator = torch.Generator().manual_seed(seed)
     pred = torch.rand(3, length + padding, generator=generator, dtype=torch.float64)
     target = (torch.rand(3, length + padding, generator=generator) > 0.5).double()
     valid = torch.arange(length + padding) < length
     for variant in ("biou", "iou", "bce"):
-        padded = mask_loss(pred, target, variant, 5, valid=valid, backend=backend, reduction="none")
-        cut = mask_loss(pred[:, :length], target[:, :length], variant, 5, backend=backend, reduction="none")
+        padded = mask_loss(pred, target, variant, 5, valid=valid, backend=backend, reduction="none", border=border)
+        cut = mask_loss(pred[:, :length], target[:, :length], variant, 5, backend=backend, reduction="none",
+                        border=border)
         torch.testing.assert_close(padded, cut, atol=1e-12, rtol=0)
 
 
@@ -362,6 +444,49 @@ def test_dice_is_the_vnet_form_and_iou_the_soft_one():
                                                                   dtype=torch.float64))
 
 
+def test_printed_dice_is_the_form_gsmt_eq6_prints():
+    """dice_form="printed": 1 - (sum(P*G) + eps)/(sum(P^2) + sum(G^2) + eps), without V-Net's factor 2; a perfect
+    mask scores 0.5, and the form is (1 + V-Net dice)/2 up to eps (the same minimiser, half the gradient)."""
+    pred = torch.tensor([0.5, 0.5, 0.0, 1.0], dtype=torch.float64)
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    inter, squares = 0.5 + 1.0, 0.25 + 0.25 + 1 + 1 + 1
+    printed = dice_loss(pred, target, form="printed")
+    torch.testing.assert_close(printed, torch.tensor(1 - (inter + GSMT_EPS) / (squares + GSMT_EPS),
+                                                     dtype=torch.float64))
+    torch.testing.assert_close(printed, (1 + dice_loss(pred, target)) / 2, atol=1e-4, rtol=0)
+    assert math.isclose(float(dice_loss(target, target, form="printed")), 0.5, abs_tol=1e-4)
+    assert float(dice_loss(torch.zeros(4), torch.zeros(4), form="printed")) == 0  # two empty masks
+    leaf, vnet_leaf = pred.clone().requires_grad_(), pred.clone().requires_grad_()
+    dice_loss(leaf, target, form="printed").backward()
+    dice_loss(vnet_leaf, target).backward()
+    torch.testing.assert_close(leaf.grad, vnet_leaf.grad / 2, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="dice_form"):
+        dice_loss(pred, target, form="halved")
+
+
+@pytest.mark.usefixtures("fast_engine")
+@pytest.mark.parametrize("border", BORDERS)
+@pytest.mark.parametrize("variant", ["biou", "iou"])
+def test_mask_loss_with_the_printed_dice(variant, border):
+    """The fast path's printed dice matches the kornia path in value and gradient, and the loss is the
+    V-Net one with its dice term swapped."""
+    generator = torch.Generator().manual_seed(5)
+    pred = torch.rand(3, 14, generator=generator, dtype=torch.float64)
+    target = (torch.rand(3, 14, generator=generator) > 0.5).double()
+    results = []
+    for backend in BACKENDS:
+        leaf = pred.clone().requires_grad_()
+        loss = mask_loss(leaf, target, variant, 5, backend=backend, reduction="none", border=border,
+                         dice_form="printed")
+        results.append((loss, *torch.autograd.grad(loss.sum(), leaf)))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-10, rtol=0)
+    vnet = mask_loss(pred, target, variant, 5, reduction="none", border=border)
+    swapped = vnet + 0.4 * (dice_loss(pred, target, reduction="none", form="printed")
+                            - dice_loss(pred, target, reduction="none"))
+    torch.testing.assert_close(results[0][0], swapped, atol=1e-12, rtol=0)
+
+
 # ------------------------------------------------------------------------------------------- shapes and reductions
 def test_reductions_valid_masks_and_time_axis():
     generator = torch.Generator().manual_seed(0)
@@ -399,6 +524,12 @@ def test_clear_errors_for_bad_masks():
         mask_loss(pred, pred, reduction="avg")
     with pytest.raises(ValueError, match="variant"):
         mask_loss(pred, pred, variant="ce")
+    with pytest.raises(ValueError, match="border"):
+        mask_loss(pred, pred, border="reflect")
+    with pytest.raises(ValueError, match="border"):
+        boundary_band(pred, 3, border="constant")
+    with pytest.raises(ValueError, match="dice_form"):
+        mask_loss(pred, pred, "iou", dice_form="sorensen")
     with pytest.raises(ValueError, match="use_biou or l2_penalty"):
         biou_loss(pred, pred, use_biou=False, l2_penalty=False)
     with pytest.raises(ValueError, match="T >= 1"):
@@ -522,11 +653,16 @@ def test_losses_run_on_cuda_and_match_cpu():
     pred = torch.rand(4, 30, 30, generator=generator)
     target = (torch.rand(4, 30, 30, generator=generator) > 0.5).float()
     for backend in BACKENDS:
-        cpu = mask_loss(pred, target, backend=backend)
-        leaf = pred.cuda().requires_grad_()
-        gpu = mask_loss(leaf, target.cuda(), backend=backend, valid=torch.ones(30, dtype=torch.bool, device="cuda"))
-        gpu.backward()
-        assert gpu.device.type == "cuda" and torch.isfinite(leaf.grad).all()
-        torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
+        for border, dice_form in (("geodesic", "vnet"), ("zero", "printed")):
+            options = dict(backend=backend, border=border, dice_form=dice_form)
+            cpu_leaf = pred.clone().requires_grad_()
+            cpu = mask_loss(cpu_leaf, target, **options)
+            cpu.backward()
+            leaf = pred.cuda().requires_grad_()
+            gpu = mask_loss(leaf, target.cuda(), valid=torch.ones(30, dtype=torch.bool, device="cuda"), **options)
+            gpu.backward()
+            assert gpu.device.type == "cuda" and torch.isfinite(leaf.grad).all()
+            torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(leaf.grad.cpu(), cpu_leaf.grad, atol=1e-5, rtol=1e-4)
     logits, labels = torch.randn(2, 5, 7, device="cuda"), torch.randint(-1, 5, (2, 7), device="cuda")
     assert classification_loss(logits, logits.clone(), labels).device.type == "cuda"

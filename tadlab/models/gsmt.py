@@ -1,4 +1,6 @@
-"""GSMT: proposal-free temporal action detection with global segmentation masks (Nag et al., GSMT/TAGS).
+"""GSMT: proposal-free temporal action detection with global segmentation masks (Nag et al., "Temporal Action
+Localization with Global Segmentation Mask Transformers"; its ECCV 2022 version is TAGS, "Proposal-Free Temporal
+Action Detection via Global Segmentation Mask Learning").
 
 Every snippet predicts two things (Fig. 2): its class ``P`` (K actions + background) and the *whole video's*
 foreground mask of the action it belongs to (a column of ``M``). Detection needs no proposals: take the
@@ -19,16 +21,24 @@ Choices the paper leaves open, stated here (see also :meth:`GSMT.detect`):
 - ``center_features=True`` (off by default; not in the paper) subtracts each video's per-channel mean over time
   before the projection, removing a per-video constant offset (the synthetic world adds one; LayerNorm, which
   normalises each snippet across channels, does not).
-- ``mask_weight`` (default 1, the paper's L = L_c + L_m) scales L_m. Measured on the synthetic world (notebook 04):
-  at initialisation the logistic-regression term's gradient on the shared embedding is ~1000x the mask loss's
-  (norms 18 vs 0.016, anet preset), so with weight 1 the embedding learns classes and the masks stay poor
-  (validation column IoU 0.57 against 0.66 with weight 10; average mAP 0.20 against 0.34 over 3 seeds). The
-  notebook uses 10, a deviation from Sec. 3.3 (on the thumos preset the weight changes little: 0.50 vs 0.49).
+- ``mask_weight`` (default 1, the paper's L = L_c + L_m) scales L_m, a knob the paper does not have; notebook 04
+  chooses it on validation videos (its recipe sweep, stored in ``results/04_recipe_validation.json``) and keeps 1.
 - ``mask_branch=False`` is the "w/o mask branch" ablation of Table 7: no mask head and no mask loss; detection then
   groups the class map (``source="class_map"``, the only source it has). Which decoder the paper's row used is not
   said; decoding a model *with* masks by ``source="class_map"`` separates the decoder from the training.
-- ``positional`` applies to every ``embedding`` (added to the projected features): the mask head's last conv gives one
-  channel per absolute position, and a CNN knows relative position only (see :mod:`tadlab.models.blocks`).
+- ``positional``: GSMT Table 13 (ActivityNet) compares no positional encoding (average mAP 36.2, the paper's
+  default), a learned one (33.4) and a fixed sinusoidal one (28.0): :data:`PAPER_POSITIONAL` holds the rows, and
+  ``positional=None`` (or ``"none"``), ``"learned"`` or ``"fixed"`` builds each (:class:`~tadlab.models.blocks.
+  PositionalEncoding`, added to the projected features before the embedding, for every ``embedding``). Without one
+  the Transformer's embedding of a snippet holds no trace of its place (self-attention is permutation-equivariant;
+  only the heads' zero padding marks the video's first and last snippets), while the mask head's last conv gives
+  one channel per absolute position (a CNN knows relative position only; see :mod:`tadlab.models.blocks`). The
+  paper finds no encoding best all the same; tadlab's notebooks have used ``"fixed"`` on the synthetic world.
+- ``mask_border`` and ``dice_form``: the erosion's border in bIoU (``"geodesic"``: the video's edge is not a
+  boundary; ``"zero"``: it is, as in the Boundary IoU metric) and the dice term's form (``"vnet"``, tadlab's
+  choice, or ``"printed"``, Eq. 6 as printed and released); see :mod:`tadlab.losses`.
+- Sec. 4 trains with SGD for 15 epochs (lr 1e-4, weight decay 1e-3, batch 200 on ActivityNet): ``tadlab.train.fit(
+  model, data, optimizer="sgd", momentum=...)``; the paper gives no momentum.
 """
 from __future__ import annotations
 
@@ -37,10 +47,13 @@ from torch import nn
 
 from tadlab.models.blocks import forward_cost, make_embedding
 from tadlab.models.gsmt_decode import (  # noqa: F401 (inference lives in gsmt_decode; re-exported here)
-    DEFAULT_THRESHOLDS, PAPER_SOFT_NMS_SIGMA, _positive_int, decode_global_masks, soft_nms_options)
+    DEFAULT_THRESHOLDS, PAPER_SOFT_NMS, PAPER_SOFT_NMS_SIGMA, _positive_int, decode_global_masks, soft_nms_options)
 from tadlab.utils import check_choice
 
 PAPER_COST = {"params_M": 2.9, "flops_G": 0.6}  # GSMT Table 3 (ActivityNet, two-stream features)
+# GSMT Table 13 (ActivityNet): mAP at tIoU 0.5 and average mAP (0.5:0.05:0.95), in %, per positional encoding
+PAPER_POSITIONAL = {"none": {"mAP@0.5": 56.0, "average_mAP": 36.2}, "learned": {"mAP@0.5": 53.9, "average_mAP": 33.4},
+                    "fixed": {"mAP@0.5": 44.7, "average_mAP": 28.0}}
 
 
 class GSMT(nn.Module):
@@ -53,9 +66,12 @@ class GSMT(nn.Module):
         hidden: width of the embedding and heads.
         heads: attention heads (4, GSMT Table 9). layers: Transformer encoder layers.
         embedding: ``"transformer"`` (default), ``"cnn"`` (1D CNN, dilations 1/3/5) or ``"mstcn"`` (Table 4).
-        positional: ``None`` (default, Table 13), ``"learned"`` or ``"fixed"``, for any ``embedding``.
+        positional: ``None`` or ``"none"`` (default: no encoding, Table 13's best row), ``"learned"`` or
+            ``"fixed"``, for any ``embedding``.
         mask_loss: ``"biou"`` (bIoU + L2 penalty + dice, Eq. 6), ``"iou"`` (soft IoU + dice, TAGS Table 2) or
             ``"bce"`` (binary cross-entropy, TAGS Table 5's conventional loss).
+        mask_border: ``"geodesic"`` (default) or ``"zero"``, the erosion's border in the bIoU bands (and lambda).
+        dice_form: ``"vnet"`` (default) or ``"printed"``, the dice term of ``"biou"`` and ``"iou"``.
         mask_branch: False drops the mask head (Table 7 ablation).
         center_features: subtract each video's per-channel mean over time first (not in the paper).
         focal_gamma, logistic_alpha, classification_weight: gamma = 2, alpha = 10, lambda_1 = 0.4 of Eq. 5.
@@ -78,12 +94,20 @@ class GSMT(nn.Module):
                  mask_loss: str = "biou", mask_branch: bool = True, focal_gamma: float = 2.0,
                  logistic_alpha: float = 10.0, classification_weight: float = 0.4, mask_kernel: int = 7,
                  dice_weight: float = 0.4, dropout: float = 0.1, center_features: bool = False,
-                 mask_l2_penalty: bool | None = None, mask_weight: float = 1.0):
+                 mask_l2_penalty: bool | None = None, mask_weight: float = 1.0, mask_border: str = "geodesic",
+                 dice_form: str = "vnet"):
         super().__init__()
+        from tadlab.losses import BORDERS, DICE_FORMS  # (imported here: the losses pull in kornia and numba)
+
         for name, value in [("feature_dim", feature_dim), ("num_classes", num_classes),
                             ("num_snippets", num_snippets), ("hidden", hidden), ("heads", heads), ("layers", layers)]:
             _positive_int(name, value)
         check_choice("mask_loss", mask_loss, {"biou", "iou", "bce"})
+        check_choice("mask_border", mask_border, set(BORDERS))
+        check_choice("dice_form", dice_form, set(DICE_FORMS))
+        if positional == "none":  # Table 13's row name, for configs that cannot say None
+            positional = None
+        self.positional, self.mask_border, self.dice_form = positional, mask_border, dice_form
         if not 0.0 <= classification_weight <= 1.0:
             raise ValueError(f"classification_weight (lambda_1) must be in [0, 1], got {classification_weight}")
         self.feature_dim, self.num_classes, self.num_snippets = feature_dim, num_classes, num_snippets
@@ -173,7 +197,8 @@ class GSMT(nn.Module):
             # dim=1: column t of (B, T, T) is one mask; one loss per column, averaged over foreground snippets only.
             per_column = mask_loss(outputs["masks"], targets["masks"].to(logits.dtype), variant=self.mask_loss_kind,
                                    kernel_size=self.mask_kernel, lambda2=self.dice_weight, dim=1, reduction="none",
-                                   l2_penalty=self.mask_l2_penalty)
+                                   l2_penalty=self.mask_l2_penalty, border=self.mask_border,
+                                   dice_form=self.dice_form)
             weights = valid.to(per_column.dtype)
             mask = (per_column * weights).sum() / weights.sum().clamp_min(1.0)
         else:
@@ -185,7 +210,7 @@ class GSMT(nn.Module):
     @torch.no_grad()
     def detect(self, outputs: dict, *, source: str | None = None, decoding: str = "long", top_snippets: int = 50,
                thresholds=DEFAULT_THRESHOLDS, score_threshold: float = 0.1, top_k: int = 200,
-               mask_score: str = "inner", nms: dict | str | None = None) -> list[dict]:
+               mask_score: str = "inner", nms: dict | str | None = None, top_selection: str = "snippets") -> list[dict]:
         """Detections per video (Sec. 3.3); see :func:`~tadlab.models.gsmt_decode.decode_global_masks` for every
         argument. ``source``: ``"masks"`` (the paper's decoding; the default with a mask branch), ``"class_map"``
         (class-map grouping; the default and the only source without one) or ``"both"``."""
@@ -198,7 +223,7 @@ class GSMT(nn.Module):
             masks = None
         return decode_global_masks(outputs["probs"], masks, source=source, decoding=decoding,
                                    top_snippets=top_snippets, thresholds=thresholds, score_threshold=score_threshold,
-                                   top_k=top_k, mask_score=mask_score, nms=nms)
+                                   top_k=top_k, mask_score=mask_score, nms=nms, top_selection=top_selection)
 
     def oracle_outputs(self, outputs: dict, batch: dict, *, classes: bool = False, masks: bool = False) -> dict:
         """GSMT Table 6's oracles: ``outputs`` with the class map and/or the masks replaced by ``batch``'s ground truth.

@@ -3,9 +3,10 @@
 Inference has three steps, and only the first depends on where the candidates come from (``source``):
 
 1. **Candidates** (class c, segment [start, end) in snippet units):
-   - ``"masks"`` (the paper's decoding, Sec. 3.3): the top M1 (class, snippet t) pairs of P; snippet t's mask column
-     ``M[:, t]`` thresholded at every theta in Theta = {0.1, ..., 0.9}; ``decoding="long"`` takes the first to the
-     last activated snippet, ``"short"`` every run of activated snippets;
+   - ``"masks"`` (the paper's decoding, Sec. 3.3): the top M1 snippets t of P, each with its best action class;
+     snippet t's mask column ``M[:, t]`` thresholded at every theta in Theta = {0.1, ..., 0.9};
+     ``decoding="long"`` takes the first to the last activated snippet, ``"short"`` every run of activated snippets.
+     ``top_selection="pairs"`` ranks (class, snippet) pairs instead (see "Top M1" below);
    - ``"class_map"`` (class-map grouping, :func:`tadlab.grouping.class_map_candidates`): every run of every action
      row ``P[c, :]`` above every theta, whatever ``decoding``; the masks are ignored, so this is the decoder a class
      map alone gives (a model without the mask branch, or the decoder half of a decoding ablation);
@@ -44,13 +45,29 @@ scored by the column's mean times class scores (the video class's maximum over t
 snippet's); every candidate gets one video-level class. We keep one
 score definition for all candidates instead, so the pooled list ranks like with like, and per-candidate classes.
 
-Soft-NMS sigma: GSMT Sec. 4 sets "the SoftNMS threshold" to 0.4 for THUMOS and 0.6 for ActivityNet. Gaussian
-Soft-NMS has one parameter, sigma in exp(-tIoU^2 / sigma); BMN's code, whose post-processing TAD papers reuse,
-calls it soft_nms_alpha (0.4) and passes it as an argument named nms_threshold, so we read the paper's numbers as sigma:
-:data:`PAPER_SOFT_NMS_SIGMA`, chosen with ``nms="thumos"`` / ``nms="anet"`` (or :func:`soft_nms_options`). The
-release instead multiplies overlapping scores by exp(-10 tIoU^2) / 0.6 (sigma 0.1 and a division by the "threshold",
-which raises scores at tIoU < 0.23); we do not follow it. The default stays sigma 0.5 (the notebooks' value so far).
-The TAGS supplement gives no Soft-NMS value.
+Top M1: Sec. 3.3 reads "From P we select the top M1 scoring snippets S = {S_ti}, i = 1..M1, as action snippets,
+where t_i in [1, ..., T]", and each selected snippet's mask column is thresholded: M1 *snippets*, so at most M1
+columns are decoded, each once. A snippet's score is its best action class's probability, max over c < K of
+P[c, t] (background excluded), and that class labels its candidates, scored by that probability times the mask
+score ("the classification score from P"). This is the default (``top_selection="snippets"``) and what the authors'
+release does (``tags_inference.py``: ``torch.max`` over the action rows of P per snippet, then the top
+``top_k_snip`` snippets by that maximum). ``top_selection="pairs"`` ranks the K x T (class, snippet) pairs of P
+instead, tadlab's earlier reading: a snippet may then enter once per class (its runner-up class takes a slot), and
+the M1 slots can cover fewer than M1 snippets.
+
+Soft-NMS: GSMT Sec. 4 sets "the SoftNMS threshold" to 0.4 for THUMOS and 0.6 for ActivityNet, citing Soft-NMS
+(Bodla et al. 2017), and gives no formula. Bodla et al. define two decays: linear, ``s * (1 - tIoU)`` once tIoU
+passes a threshold N_t, and gaussian, ``s * exp(-tIoU^2 / sigma)`` with no threshold. We read the paper's numbers
+as the gaussian sigma by default, because of where the word comes from: the authors' release reads its
+``nms_thresh: 0.6`` (``config/anet.yaml``, the paper's ActivityNet value) into the parameter ``nms_threshold`` of a
+``Soft_NMS`` taken from G-TAD's post-processing (same name, signature and loop), and in G-TAD's function that
+parameter is the gaussian's sigma, ``exp(-tIoU^2 / nms_threshold)`` (G-TAD's ``--nms_thr``), compared with no tIoU.
+So "threshold" names sigma in the code the paper's numbers come from. The release itself then changed the decay to
+``exp(-10 tIoU^2) / nms_threshold`` (sigma 0.1, and a division by 0.6 that *raises* every score overlapping at
+tIoU < 0.23), in which 0.6 is neither a sigma nor a threshold; we do not follow that. The other reading, Bodla's
+linear decay with N_t = 0.4 / 0.6, is offered (``nms=soft_nms_options(preset, reading="linear")``), so the two
+can be compared. :data:`PAPER_SOFT_NMS` holds the values, chosen with ``nms="thumos"`` / ``nms="anet"`` (the sigma
+reading). The default without a preset stays gaussian sigma 0.5. The TAGS supplement gives no Soft-NMS value.
 """
 from __future__ import annotations
 
@@ -61,10 +78,13 @@ from tadlab.grouping import activation_runs, class_map_candidates
 from tadlab.utils import check_choice
 
 DEFAULT_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))  # Theta = {0.1, ..., 0.9} (Sec. 4)
-PAPER_SOFT_NMS_SIGMA = {"thumos": 0.4, "anet": 0.6}  # GSMT Sec. 4, "SoftNMS threshold", read as gaussian sigma
+PAPER_SOFT_NMS = {"thumos": 0.4, "anet": 0.6}  # GSMT Sec. 4, "the SoftNMS threshold" (read as sigma by default)
+PAPER_SOFT_NMS_SIGMA = PAPER_SOFT_NMS  # the name it had when sigma was the only reading
+SOFT_NMS_READINGS = ("sigma", "linear")
 DEFAULT_NMS = {"method": "gaussian", "sigma": 0.5}
 SOURCES = ("masks", "class_map", "both")
 MASK_SCORES = ("inner", "contrast", "mean")
+TOP_SELECTIONS = ("snippets", "pairs")
 
 
 def _positive_int(name: str, value) -> int:
@@ -75,30 +95,36 @@ def _positive_int(name: str, value) -> int:
     return value
 
 
-def soft_nms_options(preset: str | None = None) -> dict:
+def soft_nms_options(preset: str | None = None, reading: str = "sigma") -> dict:
     """Keyword arguments of :func:`tadlab.segments.batched_soft_nms` for GSMT's post-processing.
 
-    ``preset``: ``"thumos"`` (sigma 0.4) or ``"anet"`` (sigma 0.6), GSMT Sec. 4's values (see the module docstring
-    for the reading), or None for tadlab's default (gaussian, sigma 0.5).
+    ``preset``: ``"thumos"`` (0.4) or ``"anet"`` (0.6), GSMT Sec. 4's "SoftNMS threshold", or None for tadlab's
+    default (gaussian, sigma 0.5). ``reading`` (see the module docstring): ``"sigma"`` (default) makes the value
+    the gaussian's sigma, ``exp(-tIoU^2 / sigma)``; ``"linear"`` makes it the tIoU threshold N_t of Bodla et al.'s
+    linear decay, ``s * (1 - tIoU)`` for tIoU above N_t.
     """
+    check_choice("reading", reading, set(SOFT_NMS_READINGS))
     if preset is None:
         return dict(DEFAULT_NMS)
-    check_choice("preset", preset, set(PAPER_SOFT_NMS_SIGMA))
-    return {"method": "gaussian", "sigma": PAPER_SOFT_NMS_SIGMA[preset]}
+    check_choice("preset", preset, set(PAPER_SOFT_NMS))
+    if reading == "linear":
+        return {"method": "linear", "iou_threshold": PAPER_SOFT_NMS[preset]}
+    return {"method": "gaussian", "sigma": PAPER_SOFT_NMS[preset]}
 
 
 def decode_global_masks(probs: torch.Tensor, masks: torch.Tensor | None, *, source: str | None = None,
                         decoding: str = "long", top_snippets: int = 50, thresholds=DEFAULT_THRESHOLDS,
                         score_threshold: float = 0.1, top_k: int = 200, mask_score: str = "inner",
-                        nms: dict | str | None = None) -> list[dict]:
+                        nms: dict | str | None = None, top_selection: str = "snippets") -> list[dict]:
     """GSMT inference (see the module docstring): class map ``probs`` P (B, K+1, T), background last, and masks M
     (B, T, T) (column t = the mask predicted at snippet t; None without a mask branch) -> one dict per video of
     ``segments`` (N, 2) snippet units, ``scores`` (N,), ``labels`` (N,) int64, best first.
 
     ``source``: ``"masks"``, ``"class_map"`` or ``"both"``; None picks ``"masks"`` when masks are given, else
     ``"class_map"``. ``decoding`` (``"long"``: first to last activation; ``"short"``: every run) applies to mask
-    candidates. ``top_snippets`` (M1 = 50): (class, snippet) pairs of P whose columns are decoded; a snippet may
-    enter once per class it scores for (ranking pairs gives a snippet its runner-up class too). ``thresholds``
+    candidates. ``top_snippets`` (M1 = 50) and ``top_selection``: the M1 best snippets of P, each with its best
+    action class (``"snippets"``, Sec. 3.3, the default), or the M1 best (class, snippet) pairs (``"pairs"``), whose
+    columns are decoded (see the module docstring). ``thresholds``
     (Theta), ``mask_score`` (``"inner"``, ``"contrast"`` or ``"mean"``), ``score_threshold`` (theta_c = 0.1),
     ``top_k`` (M2 = 200). ``nms``: keyword arguments of :func:`tadlab.segments.batched_soft_nms`, or a preset
     name (``"thumos"``, ``"anet"``: the paper's sigma, :func:`soft_nms_options`); None: gaussian, sigma 0.5.
@@ -121,6 +147,7 @@ def decode_global_masks(probs: torch.Tensor, masks: torch.Tensor | None, *, sour
         raise ValueError(f"source={source!r} needs masks (B, T, T); without a mask branch use source='class_map'")
     check_choice("decoding", decoding, {"long", "short"})
     check_choice("mask_score", mask_score, set(MASK_SCORES))
+    check_choice("top_selection", top_selection, set(TOP_SELECTIONS))
     _positive_int("top_snippets", top_snippets)
     _positive_int("top_k", top_k)
     thresholds = torch.as_tensor(thresholds, dtype=probs.dtype, device=probs.device).reshape(-1)
@@ -132,7 +159,7 @@ def decode_global_masks(probs: torch.Tensor, masks: torch.Tensor | None, *, sour
     parts = []
     if source in ("masks", "both"):
         video, label, start, end, snippet, class_score = mask_candidates(probs, masks, decoding, top_snippets,
-                                                                         thresholds)
+                                                                         thresholds, top_selection)
         mask_confidence = column_scores(masks, video, start, end, mask_score, column=snippet)  # one voter: (R,)
         parts.append((video, label, start, end, class_score * mask_confidence))
     if source in ("class_map", "both"):
@@ -169,17 +196,25 @@ def decode_global_masks(probs: torch.Tensor, masks: torch.Tensor | None, *, sour
 
 
 def mask_candidates(probs: torch.Tensor, masks: torch.Tensor, decoding: str, top_snippets: int,
-                    thresholds: torch.Tensor):
-    """The paper's candidates: columns of the top (class, snippet) pairs of P, thresholded at every theta.
+                    thresholds: torch.Tensor, top_selection: str = "snippets"):
+    """The paper's candidates: columns of the top M1 snippets of P (or (class, snippet) pairs), thresholded at every
+    theta.
 
     probs (B, K+1, T), masks (B, T, T), thresholds (H,) -> ``video, label, start, end, snippet`` (R,) int64 (the
     candidate [start, end) of class ``label`` read off column ``snippet``) and ``class_score`` (R,) = P[label,
-    snippet]. A column yields a candidate per threshold (``"long"``) or per run and threshold (``"short"``).
+    snippet]. ``top_selection="snippets"``: snippets ranked by their best action class's probability, labelled with
+    that class; ``"pairs"``: (class, snippet) pairs ranked by P[class, snippet]. A column yields a candidate per
+    threshold (``"long"``) or per run and threshold (``"short"``).
     """
     num_classes, num_snippets = probs.shape[1] - 1, probs.shape[2]
     action = probs[:, :num_classes, :]
-    class_scores, flat = action.flatten(1).topk(min(top_snippets, num_classes * num_snippets), dim=1)  # (B, M1)
-    classes, snippets = flat // num_snippets, flat % num_snippets
+    if top_selection == "snippets":  # Sec. 3.3: the top M1 snippets, each with its best action class
+        best, best_class = action.max(dim=1)  # (B, T)
+        class_scores, snippets = best.topk(min(top_snippets, num_snippets), dim=1)  # (B, M1)
+        classes = best_class.gather(1, snippets)
+    else:  # the top M1 (class, snippet) pairs: a snippet may enter once per class
+        class_scores, flat = action.flatten(1).topk(min(top_snippets, num_classes * num_snippets), dim=1)  # (B, M1)
+        classes, snippets = flat // num_snippets, flat % num_snippets
     columns = masks.transpose(1, 2).gather(1, snippets[..., None].expand(-1, -1, num_snippets))  # (B, M1, T)
     active = columns[:, :, None, :] >= thresholds[:, None]  # (B, M1, H, T)
     video, pick, start, end = _decode_activations(active, decoding)
