@@ -13,7 +13,7 @@ from tadlab.labels import matching_cost
 from tadlab.models import SPTAD
 from tadlab.models.sptad import (SCALE_CLAMP, SparseInteraction, SPTADConfig, TemporalPyramid, pyramid_level,
                                  soi_align, thumos_size_cost, video_features)
-from tadlab.sptad_study import diagnose
+from tadlab.sptad_study import PAPER_RECIPE, diagnose, train_sptad_as_printed
 from tadlab.segments import segment_giou
 from tadlab.train import evaluate, fit
 
@@ -476,6 +476,17 @@ def test_trains_with_fit_and_evaluates():
     assert len(history.train["total"]) == 2 and "stage_2" in history.train
     metrics = evaluate(model, world.dataset("validation"), world.ground_truth, world.class_names, device="cpu")
     assert 0.0 <= float(metrics.average_mAP) <= 1.0
+
+
+def test_the_papers_recipe_runs_as_printed():
+    """Sec. 4.1: AdamW, weight decay 1e-4, batch 16, lr 1e-4 for 12 epochs, then 1e-5 for 4."""
+    assert PAPER_RECIPE == dict(epochs=16, lr=1e-4, batch_size=16, weight_decay=1e-4, optimizer="adamw",
+                                schedule="step", step_epoch=12, step_factor=0.1)
+    world = make_world("thumos", 8, seed=0, num_snippets=T, feature_dim=C, num_classes=K)
+    model, history = train_sptad_as_printed(world, seed=0, **SMALL)
+    assert history.epochs == 16 and model.config.num_proposals == SMALL["num_proposals"]
+    # History.lr is the lr at the end of each epoch (the next step's): epochs 1-12 train at 1e-4, 13-16 at 1e-5.
+    assert history.lr == pytest.approx([1e-4] * 11 + [1e-5] * 5)
 
 
 # -------------------------------------------------------------------------------------------- cost and errors
