@@ -37,7 +37,8 @@ from tadlab.utils import seed_everything
 # R-CNN's values; the paper gives neither), T' = 8 instead of 16 (the paper gives no T'; 16 is tadlab's default).
 MODEL = dict(hidden=64, heads=4, num_proposals=30, num_stages=4, dynamic_dim=16, soi_points=8, center_features=True)
 # Training: AdamW with a cosine schedule, batch 8, weight decay 1e-4 and gradient clipping at norm 1 (Sparse R-CNN's
-# optimiser, decay and clipping; we choose lr on validation). The paper's own recipe is PAPER_RECIPE.
+# optimiser, decay and clipping; its lr 2.5e-5 at batch 16 is for COCO; we choose lr on validation). The paper's own
+# recipe is PAPER_RECIPE.
 TRAIN = dict(batch_size=8, weight_decay=1e-4, clip_grad_norm=1.0)
 # SP-TAD as printed (Sec. 4.1, Implementation Details): AdamW, weight decay 1e-4, batch 16, lr 1e-4 for the first 12
 # epochs and 1e-5 for the following 4. The paper names no warm-up and no gradient clipping.

@@ -13,7 +13,7 @@ from tadlab.labels import matching_cost
 from tadlab.models import SPTAD
 from tadlab.models.sptad import (SCALE_CLAMP, SparseInteraction, SPTADConfig, TemporalPyramid, pyramid_level,
                                  soi_align, thumos_size_cost, video_features)
-from tadlab.sptad_study import PAPER_RECIPE, diagnose, train_sptad_as_printed
+from tadlab.sptad_study import PAPER_RECIPE, diagnose, train_sptad_as_printed, video_score_metrics
 from tadlab.segments import segment_giou
 from tadlab.train import evaluate, fit
 
@@ -476,6 +476,20 @@ def test_trains_with_fit_and_evaluates():
     assert len(history.train["total"]) == 2 and "stage_2" in history.train
     metrics = evaluate(model, world.dataset("validation"), world.ground_truth, world.class_names, device="cpu")
     assert 0.0 <= float(metrics.average_mAP) <= 1.0
+
+
+def test_video_score_metrics_measure_without_the_head_and_with_oracle_classes():
+    from tadlab.diagnostics import evaluate_outputs
+    from tadlab.eval import THUMOS_TIOU
+    from tadlab.experiments import detection_metrics
+
+    world = make_world("thumos", 10, seed=0, num_snippets=T, feature_dim=C, num_classes=K)
+    model = small_model(action_head=True).eval()
+    found = video_score_metrics(model, world, "testing", nms={})
+    without = detection_metrics(model, world, THUMOS_TIOU, "testing", "cpu", action_scores=False, nms={})
+    oracle = evaluate_outputs(model, world, THUMOS_TIOU, transform=model.oracle_outputs, device="cpu", nms={})
+    assert found == {"average_mAP_without_video_scores": without["average_mAP"],
+                     "average_mAP_oracle_video_classes": oracle["average_mAP"]}
 
 
 def test_the_papers_recipe_runs_as_printed():
