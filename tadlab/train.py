@@ -27,7 +27,7 @@ from tadlab.eval import ANET_TIOU, evaluate_detection
 from tadlab.utils import check_choice, resolve_device, seed_everything
 
 OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "step")
 AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -56,14 +56,18 @@ class History:
 
 def fit(model: torch.nn.Module, train_data, *, epochs: int = 10, batch_size: int = 16, lr: float = 1e-3,
         weight_decay: float = 1e-4, optimizer: str = "adamw", momentum: float = 0.9, schedule: str = "cosine",
-        warmup_epochs: float = 0.0, clip_grad_norm: float | None = None, eval_data=None, ground_truth=None,
+        warmup_epochs: float = 0.0, step_epoch: int | None = None, step_factor: float = 0.1,
+        clip_grad_norm: float | None = None, eval_data=None, ground_truth=None,
         class_names=None, eval_every: int = 1, tiou_thresholds=ANET_TIOU, eval_subset: str | None = None,
         detect_kwargs: dict | None = None, checkpoint_dir=None, overwrite: bool = False, device="auto",
         amp: bool = False, amp_dtype: str = "bfloat16", seed: int = 0, progress: bool = True) -> History:
     """Train ``model`` on ``train_data`` (a Dataset or list of video items) and return its :class:`History`.
 
-    Optimiser "adamw" or "sgd" (with ``momentum``); schedule per step, "cosine" (to zero) or "constant", either
-    after a linear warm-up of ``warmup_epochs``; gradients clipped to ``clip_grad_norm`` when given.
+    Optimiser "adamw" or "sgd" (with ``momentum``); schedule per step, "cosine" (to zero), "constant" or "step"
+    (``lr`` until epoch ``step_epoch``, then ``lr * step_factor``), each after a linear warm-up of
+    ``warmup_epochs``; gradients clipped to ``clip_grad_norm`` when given. SP-TAD's recipe (Sec. 4.1: AdamW,
+    weight decay 1e-4, batch 16, lr 1e-4 for 12 epochs, then 1e-5 for 4) is ``epochs=16, lr=1e-4,
+    schedule="step", step_epoch=12`` (``step_factor`` 0.1 by default).
     With ``eval_data``, ``ground_truth`` (ActivityNet JSON dict or path) and ``class_names``, the model is
     evaluated every ``eval_every`` epochs and after the last one (see :func:`evaluate`).
     With ``checkpoint_dir``: "last.pt" after every epoch and "best.pt" at the best epoch (by average mAP, or by
@@ -82,6 +86,15 @@ def fit(model: torch.nn.Module, train_data, *, epochs: int = 10, batch_size: int
     if warmup_epochs < 0 or clip_grad_norm is not None and not clip_grad_norm > 0:
         raise ValueError(f"warmup_epochs must be >= 0 and clip_grad_norm None or > 0, got {warmup_epochs!r} "
                          f"and {clip_grad_norm!r}")
+    if schedule == "step":
+        if isinstance(step_epoch, bool) or not isinstance(step_epoch, int) or not warmup_epochs <= step_epoch < epochs:
+            raise ValueError(f"schedule='step' needs step_epoch, an int epoch after the warm-up ({warmup_epochs!r} "
+                             f"epochs) and before the last ({epochs}), after which lr is multiplied by step_factor; "
+                             f"got step_epoch={step_epoch!r}")
+        if not 0 < step_factor <= 1:
+            raise ValueError(f"step_factor must be in (0, 1], got {step_factor!r}")
+    elif step_epoch is not None:
+        raise ValueError(f"step_epoch={step_epoch!r} is only used by schedule='step', got schedule={schedule!r}")
     if eval_data is not None and (ground_truth is None or class_names is None):
         raise ValueError("eval_data needs ground_truth and class_names too (to compute mAP); got "
                          f"ground_truth={'None' if ground_truth is None else 'given'}, "
@@ -106,8 +119,9 @@ def fit(model: torch.nn.Module, train_data, *, epochs: int = 10, batch_size: int
         opt = torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
     total_steps = epochs * len(loader)
     warmup_steps = round(warmup_epochs * len(loader))
+    drop_step = None if step_epoch is None else step_epoch * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _lr_factor(step, schedule, warmup_steps,
-                                                                                total_steps))
+                                                                                total_steps, drop_step, step_factor))
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == "float16")
 
     history, best_score = History(), None
@@ -305,12 +319,16 @@ def _to_device(batch: dict, device: torch.device) -> dict:
             for key, value in batch.items()}
 
 
-def _lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> float:
-    """Multiplier of the base learning rate before optimiser step ``step + 1``."""
+def _lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int, drop_step: int | None = None,
+               step_factor: float = 0.1) -> float:
+    """Multiplier of the base learning rate before optimiser step ``step + 1`` (steps counted from 0); "step" drops
+    by ``step_factor`` from optimiser step ``drop_step`` (the first step of epoch ``step_epoch + 1``) on."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant":
         return 1.0
+    if schedule == "step":
+        return step_factor if step >= drop_step else 1.0
     progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 

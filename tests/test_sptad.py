@@ -2,6 +2,7 @@
 loss on hand-made cases, gradients through the stages, detection options, training, errors, CUDA."""
 import itertools
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ from tadlab.data.synthetic import make_world
 from tadlab.labels import matching_cost
 from tadlab.models import SPTAD
 from tadlab.models.sptad import (SCALE_CLAMP, SparseInteraction, SPTADConfig, TemporalPyramid, pyramid_level,
-                                 soi_align, thumos_size_cost)
+                                 soi_align, thumos_size_cost, video_features)
+from tadlab.sptad_study import PAPER_RECIPE, diagnose, train_sptad_as_printed, video_score_metrics
 from tadlab.segments import segment_giou
 from tadlab.train import evaluate, fit
 
@@ -119,6 +121,65 @@ def test_pyramid_levels_have_their_strides(pyramid, sizes):
     assert [level.shape[-1] for level in levels] == sizes == [128 // s for s in block.strides]
     assert [level.shape for level in backbone] == [(2, 8, 64), (2, 8, 32), (2, 8, 16)]
     assert block(torch.randn(1, C, 45))[0][0].shape[-1] == math.ceil(45 / block.strides[0])  # any T
+
+
+def silent_pyramid(pyramid: str = "intermediate", stride_one: bool = False) -> TemporalPyramid:
+    """A pyramid on C = d features whose stem is the identity and whose stages' residual convs output 0: each
+    backbone level is then the plain average its geometry promises."""
+    block = TemporalPyramid(C, C, pyramid, stride_one)
+    with torch.no_grad():
+        block.stem.weight.copy_(torch.eye(C)[..., None]), block.stem.bias.zero_()
+        for stage in block.backbone:
+            stage.convs[-1].weight.zero_(), stage.convs[-1].bias.zero_()
+    return block
+
+
+@pytest.mark.parametrize("length", [64, 45])
+def test_cell_i_of_a_level_of_stride_s_covers_snippets_i_s_to_i_plus_1_s(length):
+    block = silent_pyramid(stride_one=True)
+    assert block.strides == (1, 2, 4, 8, 16)
+    features = torch.randn(1, C, length)
+    _, backbone = block(features)
+    for level, stride in zip(backbone, (2, 4, 8)):
+        assert level.shape[-1] == math.ceil(length / stride)
+        for i in range(length // stride):  # the full cells (a last, partial one averages what exists, stage-wise)
+            torch.testing.assert_close(level[..., i], features[..., i * stride: (i + 1) * stride].mean(-1))
+    # The stride-1 level P0 is the stem's output, cell i = snippet i: with only its lateral on (identity) and the
+    # output conv the identity, the top-down sum adds nothing.
+    with torch.no_grad():
+        for lateral in block.lateral:
+            lateral.weight.zero_(), lateral.bias.zero_()
+        block.lateral[0].weight.copy_(torch.eye(C)[..., None])
+        block.output[0].weight.zero_(), block.output[0].bias.zero_()
+        block.output[0].weight[:, :, 1] = torch.eye(C)
+    levels, _ = block(features)
+    assert [level.shape[-1] for level in levels] == [math.ceil(length / s) for s in (1, 2, 4, 8, 16)]
+    torch.testing.assert_close(levels[0], features)
+
+
+def test_soi_align_reads_the_stride_one_level_cell_by_cell():
+    level = torch.arange(8.0).reshape(1, 1, 8)  # stride 1: cell i covers [i, i + 1), its centre at i + 0.5
+    segments = torch.tensor([[[2.0, 6.0]]])  # 4 points at the centres of cells 2, 3, 4, 5
+    out = soi_align([level, level[..., ::2]], (1, 2), segments, torch.tensor([[0]]), num_points=4)
+    assert out[0, 0, :, 0].tolist() == [2.0, 3.0, 4.0, 5.0]
+
+
+def test_stride_one_level_is_an_option_of_the_intermediate_pyramid():
+    default = small_model()
+    assert default.pyramid.strides == (2, 4, 8, 16) == SPTADConfig().strides  # unchanged unless asked for
+    model = small_model(stride_one_level=True, num_stages=1, proposal_init="whole")
+    assert model.pyramid.strides == (1, 2, 4, 8, 16) and model.config.strides == (1, 2, 4, 8, 16)
+    with torch.no_grad():  # widened lengths 1.4 T, 0.7 T, 0.14 T, 0.014 T -> Eq. 1 with l0 = 4 over five levels
+        model.proposal_segments[:4, 1] = torch.tensor([1.0, 0.5, 0.1, 0.01])
+    levels = model(torch.randn(1, C, T))["levels"][0, 0, :4].tolist()
+    assert levels == [4, 3, 1, 0]  # floor(4 + log2(1.4, 0.7, 0.14, 0.014)) = 4, 3, 1, -2 -> 0 (stride 1)
+    with pytest.raises(ValueError, match="stride_one_level"):
+        SPTAD(C, K, pyramid="last", stride_one_level=True)
+    with pytest.raises(TypeError, match="stride_one_level"):
+        SPTAD(C, K, stride_one_level=1)
+    with pytest.raises(ValueError, match="top_level"):
+        SPTAD(C, K, top_level=4)  # four levels without it
+    assert SPTAD(C, K, **SMALL, stride_one_level=True, top_level=4).config.top_level == 4
 
 
 # ------------------------------------------------------------------------------------------ sparse interaction
@@ -308,6 +369,106 @@ def test_action_head_rescales_scores():
     torch.testing.assert_close(with_head["scores"], expected)
 
 
+# ------------------------------------------------------------------------------------- the video-level head
+def two_videos_of_different_classes() -> torch.Tensor:
+    """(2, C, T) centred features: video 0 shows pattern a in snippets 4-9, video 1 pattern b, noise elsewhere."""
+    torch.manual_seed(7)
+    a, b = torch.randn(C), torch.randn(C)
+    features = 0.1 * torch.randn(2, C, T)
+    features[0, :, 4:10] += 2 * a[:, None]
+    features[1, :, 4:10] += 2 * b[:, None]
+    return features - features.mean(dim=2, keepdim=True)
+
+
+def test_a_linear_map_of_centred_features_averages_to_its_bias():
+    """Why the head cannot pool the plain temporal average (the issue's observation): with centred features the
+    stem's temporal mean is its bias, whatever the video shows; so is a backbone level's when its residual convs
+    are silent (avg-pooling is linear too)."""
+    features = two_videos_of_different_classes()
+    block = TemporalPyramid(C, 8, "intermediate")
+    with torch.no_grad():
+        stem = block.stem(features)
+        torch.testing.assert_close(stem.mean(-1), block.stem.bias.expand(2, -1), atol=1e-6, rtol=0)
+        for stage in block.backbone:
+            stage.convs[-1].weight.zero_(), stage.convs[-1].bias.zero_()
+        _, backbone = block(features)
+    plain = torch.cat([level.mean(-1) for level in backbone], dim=-1)
+    torch.testing.assert_close(plain[0], plain[1], atol=1e-6, rtol=0)  # the two videos look the same
+
+
+def test_the_head_pools_activations_that_tell_videos_apart_and_train_the_stem():
+    features = two_videos_of_different_classes()
+    model = small_model(action_head=True)
+    with torch.no_grad():
+        for stage in model.pyramid.backbone:  # a purely linear backbone: the hardest case for the head
+            stage.convs[-1].weight.zero_(), stage.convs[-1].bias.zero_()
+        _, backbone = model.pyramid(features)
+    pooled = video_features(backbone)  # (B, 3 d)
+    assert pooled.shape == (2, 3 * SMALL["hidden"])
+    assert float((pooled[0] - pooled[1]).abs().max()) > 0.05  # the videos' different evidence shows
+    outputs = model(features)
+    action = model.loss(outputs, batch_of([[[4.0, 10.0]], [[4.0, 10.0]]], [[0], [1]], features=features))["action"]
+    grad, = torch.autograd.grad(action, model.pyramid.stem.weight)
+    assert float(grad.abs().sum()) > 0  # the average of a linear map would give the stem no gradient
+    # What it is: the temporal average of each level's ReLU activations, and the head's logits and scores of it.
+    torch.testing.assert_close(pooled, torch.cat([level.clamp_min(0).mean(-1) for level in backbone], -1))
+    torch.testing.assert_close(outputs["video_logits"], model.action_classifier(pooled))
+    torch.testing.assert_close(outputs["video_scores"], outputs["video_logits"].sigmoid())
+
+
+def test_detect_without_video_scores_and_with_oracle_classes():
+    model = small_model(action_head=True).eval()
+    batch = batch_of([[[3.0, 9.0], [12.0, 20.0]], [[5.0, 8.0]]], [[2, 0], [1]])
+    with torch.no_grad():
+        outputs = model(batch["features"])
+    probs = outputs["logits"].sigmoid()
+    plain = model.detect(outputs, action_scores=False)
+    torch.testing.assert_close(plain[0]["scores"], probs[0].flatten().sort(descending=True).values)
+    oracle = model.oracle_outputs(outputs, batch)
+    assert oracle["video_scores"].tolist() == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]] and "video_scores" in outputs
+    torch.testing.assert_close(outputs["video_scores"], outputs["video_logits"].sigmoid())  # outputs unchanged
+    for b, present in enumerate(([0, 2], [1])):
+        det = model.detect(oracle, top_k=1000)[b]
+        assert sorted(set(det["labels"].tolist())) == present  # an absent class scores 0 and is dropped
+        torch.testing.assert_close(det["scores"], probs[b][:, present].flatten().sort(descending=True).values)
+    unheaded = small_model(action_head=False).eval()
+    with torch.no_grad():
+        outputs = unheaded(batch["features"])
+    assert "video_scores" not in outputs  # the oracle works without a head too
+    assert set(unheaded.detect(unheaded.oracle_outputs(outputs, batch))[1]["labels"].tolist()) == {1}
+
+
+class _FixedOutputs(torch.nn.Module):
+    """A stand-in detector whose forward returns hand-made last-stage segments and logits."""
+
+    def __init__(self, segments, logits):
+        super().__init__()
+        self.segments, self.logits = segments, logits
+
+    def forward(self, features):
+        return {"segments": self.segments[: len(features)], "logits": self.logits[: len(features)]}
+
+
+def test_diagnose_scores_classes_over_localised_instances_only():
+    def item(name, segments, labels):
+        return {"video_id": name, "features": torch.zeros(C, 20), "segments": torch.tensor(segments),
+                "labels": torch.tensor(labels), "duration": 20.0}
+
+    # Video a: instance 0 found by proposal 0 with its class; instance 1 ([10, 14), class 1) overlaps no proposal,
+    # so its "best" proposal is an arbitrary one (proposal 0, top class 0): not a classification error.
+    # Video b: its instance is found by proposal 0, whose top class is wrong.
+    items = [item("a", [[2.0, 6.0], [10.0, 14.0]], [0, 1]), item("b", [[5.0, 9.0]], [2])]
+    segments = torch.tensor([[[2.0, 6.0], [0.0, 1.0]], [[5.0, 9.0], [0.0, 1.0]]])
+    logits = torch.tensor([[[3.0, 0.0, 0.0], [0.0, 0.0, 3.0]], [[0.0, 3.0, 0.0], [0.0, 0.0, 0.0]]])
+    world = SimpleNamespace(dataset=lambda subset: items, num_snippets=20)
+    found = diagnose(_FixedOutputs(segments, logits), world)
+    assert found["localised"] == pytest.approx(2 / 3)
+    assert found["best_class_right"] == pytest.approx(1 / 2)  # of the 2 localised instances, not 1/3 of all 3
+    assert found["video_class_right"] == 0.0  # no head
+    lost = diagnose(_FixedOutputs(segments + 15.0, logits), world)
+    assert lost["localised"] == 0.0 and math.isnan(lost["best_class_right"])
+
+
 def test_trains_with_fit_and_evaluates():
     world = make_world("thumos", num_videos=8, seed=0, num_snippets=32, feature_dim=C, num_classes=K)
     model = small_model()
@@ -315,6 +476,31 @@ def test_trains_with_fit_and_evaluates():
     assert len(history.train["total"]) == 2 and "stage_2" in history.train
     metrics = evaluate(model, world.dataset("validation"), world.ground_truth, world.class_names, device="cpu")
     assert 0.0 <= float(metrics.average_mAP) <= 1.0
+
+
+def test_video_score_metrics_measure_without_the_head_and_with_oracle_classes():
+    from tadlab.diagnostics import evaluate_outputs
+    from tadlab.eval import THUMOS_TIOU
+    from tadlab.experiments import detection_metrics
+
+    world = make_world("thumos", 10, seed=0, num_snippets=T, feature_dim=C, num_classes=K)
+    model = small_model(action_head=True).eval()
+    found = video_score_metrics(model, world, "testing", nms={})
+    without = detection_metrics(model, world, THUMOS_TIOU, "testing", "cpu", action_scores=False, nms={})
+    oracle = evaluate_outputs(model, world, THUMOS_TIOU, transform=model.oracle_outputs, device="cpu", nms={})
+    assert found == {"average_mAP_without_video_scores": without["average_mAP"],
+                     "average_mAP_oracle_video_classes": oracle["average_mAP"]}
+
+
+def test_the_papers_recipe_runs_as_printed():
+    """Sec. 4.1: AdamW, weight decay 1e-4, batch 16, lr 1e-4 for 12 epochs, then 1e-5 for 4."""
+    assert PAPER_RECIPE == dict(epochs=16, lr=1e-4, batch_size=16, weight_decay=1e-4, optimizer="adamw",
+                                schedule="step", step_epoch=12, step_factor=0.1)
+    world = make_world("thumos", 8, seed=0, num_snippets=T, feature_dim=C, num_classes=K)
+    model, history = train_sptad_as_printed(world, seed=0, **SMALL)
+    assert history.epochs == 16 and model.config.num_proposals == SMALL["num_proposals"]
+    # History.lr is the lr at the end of each epoch (the next step's): epochs 1-12 train at 1e-4, 13-16 at 1e-5.
+    assert history.lr == pytest.approx([1e-4] * 11 + [1e-5] * 5)
 
 
 # -------------------------------------------------------------------------------------------- cost and errors

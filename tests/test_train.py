@@ -58,6 +58,26 @@ def test_schedules_warmup_cosine_and_constant(world):
     assert constant.lr == [0.05] * 4
 
 
+def test_step_schedule_drops_the_lr_after_its_epoch(world):
+    # SP-TAD's recipe (Sec. 4.1): lr for 12 epochs, then lr / 10. Steps are counted from 0; 10 steps per epoch.
+    assert [_lr_factor(step, "step", 0, 160, drop_step=120) for step in (0, 119, 120, 159)] == [1.0, 1.0, 0.1, 0.1]
+    assert _lr_factor(2, "step", 5, 160, drop_step=120) == pytest.approx(3 / 5)  # the warm-up comes first
+    assert _lr_factor(130, "step", 5, 160, drop_step=120, step_factor=0.5) == 0.5
+    # 14 training videos, batch 8: 2 steps per epoch. History.lr holds the lr at the end of each epoch, i.e. the one
+    # the next step uses: epochs 1-2 train at 1e-2, epochs 3-4 at 1e-3.
+    history = _fit(_model(world), world, schedule="step", step_epoch=2)
+    assert history.lr == pytest.approx([1e-2, 1e-3, 1e-3, 1e-3])
+    warm = _fit(_model(world), world, schedule="step", step_epoch=2, warmup_epochs=1, step_factor=0.5)
+    assert warm.lr == pytest.approx([1e-2, 5e-3, 5e-3, 5e-3])
+    for options, message in [({}, "needs step_epoch"), ({"step_epoch": 4}, "needs step_epoch"),
+                             ({"step_epoch": 1, "warmup_epochs": 2}, "after the warm-up"),
+                             ({"step_epoch": 2, "step_factor": 0.0}, "step_factor")]:
+        with pytest.raises(ValueError, match=message):
+            _fit(_model(world), world, schedule="step", **options)
+    with pytest.raises(ValueError, match="only used by schedule='step'"):
+        _fit(_model(world), world, schedule="cosine", step_epoch=2)
+
+
 def test_gradient_clipping_changes_the_updates(world):
     # SGD: Adam would undo a uniform rescaling of the gradients.
     free = _fit(_model(world), world, epochs=2, optimizer="sgd", lr=0.1)
@@ -226,8 +246,8 @@ def test_bad_arguments_are_named(world):
     model = _model(world)
     with pytest.raises(ValueError, match=r"optimizer.*'adamw'.*'adam'"):
         _fit(model, world, optimizer="adam")
-    with pytest.raises(ValueError, match=r"schedule.*'cosine'.*'step'"):
-        _fit(model, world, schedule="step")
+    with pytest.raises(ValueError, match=r"schedule.*'cosine'.*'linear'"):
+        _fit(model, world, schedule="linear")
     with pytest.raises(ValueError, match="epochs"):
         _fit(model, world, epochs=0)
     with pytest.raises(ValueError, match="ground_truth"):

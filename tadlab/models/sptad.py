@@ -9,6 +9,7 @@ punishes and no NMS is needed.
     features (B, C, T)
       -> backbone: 1x1 projection, three stages (avg-pool by 2 + residual 1D convs) -> C1, C2, C3 at T/2, T/4, T/8
       -> pyramid: lateral 1x1 convs + top-down path, plus a max-pooled extra level -> P1..P4, strides 2, 4, 8, 16
+         (``stride_one_level=True``: the 1x1 projection's output joins as P0, stride 1)
       -> N proposals: segments (N, 2) (centre, width) as fractions of T, features (N, d); the same for every video
       -> S stages (Sec. 3.1.3), each:
            features <- LN(features + MHSA(features))                relations among the proposals
@@ -18,8 +19,8 @@ punishes and no NMS is needed.
            features <- LN(features + interaction(features, SoI))    two dynamic "1D convolutions" (Fig. 3)
            features <- LN(features + FFN(features))
            logits (B, N, K) = Linear(features); deltas (B, N, 2) = 3-layer FFN(features)
-           segments <- (centre + width * dc / 2, width * exp(dw)), detached before the next stage
-      -> video-level action head (Sec. 3.1.4, a switch): pooled backbone features -> K sigmoid scores
+           segments <- (centre + width dc / 2, width exp(min(dw, log(100000 / 16)))); the next stage gets them detached
+      -> video-level action head (Sec. 3.1.4, a switch): temporal average of the backbone's activations -> K scores
 
 Choices the paper leaves open or that differ from it, stated here (the notebook repeats them):
 - tadlab works on pre-extracted features, so a small 1D convolutional backbone on the features stands in for I3D:
@@ -41,24 +42,46 @@ Choices the paper leaves open or that differ from it, stated here (the notebook 
   what teaches it the classes early. Without the head (centred features, 20 epochs, thumos preset; batch 4 or 8,
   d_h 8 or 16, two seeds), 5 of 6 runs localised well (about 90% of instances had a proposal at tIoU >= 0.5) but
   picked the right class for about 1 instance in 10, chance (average mAP about 0.08): a linear probe on the
-  pyramid showed the classes trained away. With the head, 3 of 3 seeds learned them (0.30, 0.65, 0.68).
-  Its scores multiply the detection scores at inference unless ``detect(..., action_scores=False)``.
+  pyramid showed the classes trained away. With the head, 3 of 3 seeds learned them (0.30, 0.65, 0.68); those
+  runs' head pooled the plain temporal average (see :func:`video_features` for why it now pools activations).
+  Its scores (``video_scores``) multiply the detection scores at inference unless
+  ``detect(..., action_scores=False)``; :meth:`SPTAD.oracle_outputs` puts the ground truth's classes in their
+  place, to measure what a perfect head would give.
 - Sparse interaction, FFN and heads follow Sparse R-CNN, on which SP-TAD builds: LayerNorm + ReLU after each
-  dynamic product, the flattened (T' d) result projected to d (+ LayerNorm + ReLU), post-norm residuals, FFN
-  width 4d, dropout 0. The classification branch is one linear layer (paper), its bias set for a prior
-  probability of 0.01; the boundary branch's last layer starts at zero, so an untrained stage returns its input
-  segments (as Deformable DETR starts its box head); deltas weighted (2, 1) and dw clamped to +-log(1000/16).
+  dynamic product, the flattened (T' d) result projected to d (+ LayerNorm + ReLU), post-norm residuals, dropout
+  0, 8 attention heads and d_h = 64 (Sparse R-CNN's NHEADS and DIM_DYNAMIC; the paper names d_h but gives no
+  value). Not Sparse R-CNN's: the FFN width, 4 d (Sparse R-CNN's DIM_FEEDFORWARD is 2048 = 8 d), and T' = 16
+  points per SoI (the paper names T' but gives no value; Sparse R-CNN pools 7 x 7 = 49 per box). The
+  classification branch is one linear layer (paper), its bias set for a prior probability of 0.01 (Sparse R-CNN);
+  the boundary branch's last layer starts at zero, so an untrained stage returns its input segments (as Deformable
+  DETR starts its box head); deltas weighted (2, 1) (Sparse R-CNN's (2, 2, 1, 1)).
+- The width update clamps dw from above only, at log(100000 / 16), as Sparse R-CNN does (only exp's overflow is
+  guarded). An earlier tadlab clamped it to +-log(1000 / 16): below -4.1 the gradient of dw is exactly zero, so a
+  proposal that had to shrink more than 62.5 times (a 130-snippet proposal onto a 2-snippet instance) sat on the
+  clamp for good (tests/test_gradient_flow.py shows the dead gradient; the outputs' widths are no longer clamped
+  at all, only a stage's input at MIN_WIDTH, where no gradient crosses).
 - Loss weights: the paper prints none; class 2, L1 5, GIoU 2 are Sparse R-CNN's (focal alpha 0.25, gamma 2), the
   action loss weight is 1. Every term is divided by N_pos, the number of positives (Eq. 3), as DETR divides by the
   number of instances (the two agree under one-to-one matching).
 - Proposals start random (centres uniform over the video, widths uniform in [0.05, 1]: "placed randomly",
-  Sec. 3.1.3) or, with ``proposal_init="whole"``, all as the whole video (Sparse R-CNN's default).
+  Sec. 3.1.3) or, with ``proposal_init="whole"``, all as the whole video (Sparse R-CNN's default). Either way they
+  are learned, but only through stage 1 (later stages receive detached segments), where the initial width w0 and
+  stage 1's dw only act as their product w0 exp(dw): the boundary loss hardly tells them apart, so the initial
+  widths stay near where they started (a mean of about 130 of 256 snippets on the thumos world) and stage 1 does
+  the shrinking. On a world whose median instance is 3.2 snippets such a proposal, widened to ~180, reads the
+  stride-8 level at T' points 11 (T' = 16) to 23 (T' = 8) snippets apart, where a short instance is barely seen.
+- ``stride_one_level=True`` (off by default; not in the paper) adds a finest level P0 at stride 1, built from the
+  1x1 projection of the features (C0) in the top-down path. Eq. 1 as printed (l0 = the highest index, now 4) then
+  sends every widened length to a level of half the stride it read before, everything shorter than T / 8 to P0;
+  without it, everything shorter than T / 4 (64 snippets of 256) reads P1 at stride 2, where the thumos world's
+  median instance (3.2 snippets) spans fewer than two cells.
 - ``assignment="one_to_many"`` (not in the paper, for comparison): the Hungarian matches plus every other
   proposal whose predicted segment overlaps an instance by tIoU > ``positive_iou`` (as anchor-based detectors
   assign); duplicates then learn to score high and detection needs NMS (thumos preset, the CPU recipe, seed 1:
   average mAP 0.28 without NMS and 0.61 with Soft-NMS, against 0.65 and 0.69 with one-to-one matching).
-- The action head averages each backbone output over time (features have no space to pool), concatenates them
-  and applies one linear layer; it trains with binary cross-entropy against the classes present in the video.
+- The action head averages each backbone output's ReLU activations over time (features have no space to pool;
+  :func:`video_features`), concatenates them and applies one linear layer; it trains with binary cross-entropy
+  against the classes present in the video.
 
 The mAPs quoted above were measured on the synthetic world before its presets took the real benchmarks' statistics;
 on today's ``thumos`` preset (instances of a few snippets, a median of 12 per video) the CPU recipe scores
@@ -78,8 +101,10 @@ from tadlab.models.blocks import forward_cost
 from tadlab.utils import check_choice
 
 DELTA_WEIGHTS = (2.0, 1.0)  # Sparse R-CNN's box-delta weights (2, 2, 1, 1) in 1D: centre, width
-SCALE_CLAMP = math.log(1000.0 / 16)  # largest |dw|, as Sparse R-CNN clamps its log-scale deltas
-MIN_WIDTH = 1e-3  # a proposal is never narrower than this fraction of T
+# Sparse R-CNN's _DEFAULT_SCALE_CLAMP: the largest dw, clamped from above only (exp must not overflow). A lower clamp
+# would cut the gradient of every width it holds: a proposal that must shrink past it could never learn to.
+SCALE_CLAMP = math.log(100000.0 / 16)
+MIN_WIDTH = 1e-3  # a stage's input proposal is never narrower than this fraction of T (outputs are not clamped)
 PYRAMIDS = {"intermediate": (2, 4, 8, 16), "last": (8, 16, 32, 64), "single": (8,)}  # level strides (snippets)
 
 
@@ -87,18 +112,19 @@ PYRAMIDS = {"intermediate": (2, 4, 8, 16), "last": (8, 16, 32, 64), "single": (8
 class SPTADConfig:
     """Every knob of :class:`SPTAD` beyond the data's sizes; ``SPTAD(C, K, **overrides)`` replaces some."""
 
-    hidden: int = 256                 # d: width of the pyramid, proposal features and heads (paper: 256)
+    hidden: int = 256                 # d: width of the pyramid, proposal features and heads (paper: 256, Sec. 3.1.2)
     num_proposals: int = 50           # N (paper: 50 THUMOS, 100 ActivityNet; more than any video's instances)
     num_stages: int = 4               # S stacked heads (Table 6: 4 is best)
-    heads: int = 8                    # attention heads among proposals (Sparse R-CNN: 8)
-    dynamic_dim: int = 64             # d_h of the sparse interaction's d x d_h and d_h x d matrices
-    soi_points: int = 16              # T', points of the 1D SoI align
-    expand_ratio: float = 5.0         # eta: widen a segment by length / eta on both sides
+    heads: int = 8                    # attention heads among proposals (Sparse R-CNN's; the paper gives none)
+    dynamic_dim: int = 64             # d_h of the d x d_h and d_h x d matrices (Sparse R-CNN's; the paper: none)
+    soi_points: int = 16              # T', points of the 1D SoI align (tadlab's; the paper gives none)
+    expand_ratio: float = 5.0         # eta: widen a segment by length / eta on both sides (paper: 5)
     top_level: int | None = None      # l0 of Eq. 1; None = the highest level index
     pyramid: str = "intermediate"     # "intermediate" (SP-TAD), "last" or "single" (Table 5's ablations)
-    ffn_dim: int | None = None        # FFN width; None = 4 d
+    stride_one_level: bool = False    # "intermediate" + a finest level P0 at stride 1 (not in the paper; see above)
+    ffn_dim: int | None = None        # FFN width; None = 4 d (Sparse R-CNN: 8 d; the paper gives none)
     dropout: float = 0.0
-    prior_prob: float = 0.01          # initial foreground probability of every class
+    prior_prob: float = 0.01          # initial foreground probability of every class (Sparse R-CNN's)
     proposal_init: str = "random"     # "random" or "whole"
     action_head: bool = True          # the video-level classification head of Sec. 3.1.4 (see above)
     center_features: bool = False     # subtract each video's per-channel mean over time first (not in the paper)
@@ -121,7 +147,12 @@ class SPTADConfig:
         check_choice("pyramid", self.pyramid, set(PYRAMIDS))
         check_choice("proposal_init", self.proposal_init, {"random", "whole"})
         check_choice("assignment", self.assignment, {"one_to_one", "one_to_many"})
-        levels = len(PYRAMIDS[self.pyramid])
+        if not isinstance(self.stride_one_level, bool):
+            raise TypeError(f"stride_one_level must be a bool, got {self.stride_one_level!r}")
+        if self.stride_one_level and self.pyramid != "intermediate":
+            raise ValueError(f"stride_one_level=True needs pyramid='intermediate' (it adds the stem's output below "
+                             f"C1's level), got pyramid={self.pyramid!r}")
+        levels = len(self.strides)
         if self.top_level is not None and (isinstance(self.top_level, bool) or not isinstance(self.top_level, int)
                                            or not 0 <= self.top_level < levels):
             raise ValueError(f"top_level must be None or an int in [0, {levels - 1}], got {self.top_level!r}")
@@ -137,6 +168,11 @@ class SPTADConfig:
         for name, ok, expected in checks:
             if not ok:
                 raise ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}")
+
+    @property
+    def strides(self) -> tuple:
+        """The pyramid levels' strides in snippets, finest first (cell i of a level of stride s: [i s, (i+1) s))."""
+        return ((1,) if self.stride_one_level else ()) + PYRAMIDS[self.pyramid]
 
 
 # ------------------------------------------------------------------------------------------ the two operations
@@ -185,6 +221,21 @@ def soi_align(levels: list[torch.Tensor], strides, segments: torch.Tensor, level
     return tap(left, 1 - right_weight) + tap(left + 1, right_weight)
 
 
+def video_features(backbone: list[torch.Tensor]) -> torch.Tensor:
+    """What the action head classifies (Sec. 3.1.4): the temporal average of each backbone output's activations,
+    concatenated. backbone: L tensors (B, d, T_l) -> (B, L d).
+
+    The paper average-pools I3D's three stage outputs, which are ReLU activations (every branch of an I3D block
+    ends in one), so a channel's average measures how much of the video shows its pattern. Our stages end in a
+    linear residual sum (so the detection path sees the input's evidence unchanged), and with centred features
+    (``center_features``) the linear part of that sum averages to the same vector in every video: the stem's
+    temporal mean is its bias (to 3e-8), and only the residual convs' small non-linear part varies (untrained, on
+    the thumos world: 0.001 across videos against 0.08 for the vector itself), while its gradient never reaches
+    the stem (the mean of a centred input is 0). The ReLU before the average restores I3D's kind of output.
+    """
+    return torch.cat([F.relu(level).mean(dim=-1) for level in backbone], dim=-1)
+
+
 # ------------------------------------------------------------------------------------------ modules
 class DownStage(nn.Module):
     """One backbone stage, (B, d, T_in) -> (B, d, ceil(T_in / 2)): average-pool by 2, then a residual pair of
@@ -207,30 +258,38 @@ class DownStage(nn.Module):
 class TemporalPyramid(nn.Module):
     """Backbone + temporal feature pyramid (Sec. 3.1.1-3.1.2): (B, C, T) -> levels [(B, d, T_l)], backbone outputs.
 
-    A 1x1 projection to d, then three :class:`DownStage` give C1, C2, C3 at strides 2, 4, 8.
-    ``"intermediate"``: lateral 1x1 convs on C1..C3, a top-down path (nearest upsampling, sum), a 3-wide output conv
-    per level and a max-pooled P4: strides 2, 4, 8, 16. ``"last"``: the same pyramid on C3 and two further
-    downsampled copies of it (strides 8, 16, 32, 64). ``"single"``: C3 alone (stride 8).
+    A 1x1 projection to d (the stem, C0 at stride 1), then three :class:`DownStage` give C1, C2, C3 at strides 2,
+    4, 8. ``"intermediate"``: lateral 1x1 convs on C1..C3, a top-down path (nearest upsampling, sum), a 3-wide output
+    conv per level and a max-pooled P4: strides 2, 4, 8, 16; with ``stride_one=True`` C0 joins the top-down path
+    as a finest level P0 (strides 1, 2, 4, 8, 16). ``"last"``: the same pyramid on C3 and two further downsampled
+    copies of it (strides 8, 16, 32, 64). ``"single"``: C3 alone (stride 8). The backbone outputs returned are
+    C1, C2, C3 whatever the pyramid.
     """
 
-    def __init__(self, feature_dim: int, hidden: int, pyramid: str):
+    def __init__(self, feature_dim: int, hidden: int, pyramid: str, stride_one: bool = False):
         super().__init__()
-        self.kind, self.strides = pyramid, PYRAMIDS[pyramid]
+        if stride_one and pyramid != "intermediate":
+            raise ValueError(f"stride_one=True needs pyramid='intermediate', got {pyramid!r}")
+        self.kind, self.stride_one = pyramid, stride_one
+        self.strides = ((1,) if stride_one else ()) + PYRAMIDS[pyramid]
         self.stem = nn.Conv1d(feature_dim, hidden, 1)
         self.backbone = nn.ModuleList(DownStage(hidden) for _ in range(3))
         self.extra = nn.ModuleList(DownStage(hidden) for _ in range(2 if pyramid == "last" else 0))
-        inputs = 1 if pyramid == "single" else 3
+        inputs = 1 if pyramid == "single" else 3 + stride_one
         self.lateral = nn.ModuleList(nn.Conv1d(hidden, hidden, 1) for _ in range(inputs))
         self.output = nn.ModuleList(nn.Conv1d(hidden, hidden, 3, padding=1) for _ in range(inputs))
 
     def forward(self, features: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        x, backbone = self.stem(features), []
+        stem = x = self.stem(features)  # C0 (B, d, T)
+        backbone = []
         for stage in self.backbone:
             x = stage(x)
             backbone.append(x)  # C1 (B, d, T/2), C2 (B, d, T/4), C3 (B, d, T/8)
         if self.kind == "single":
             return [self.output[0](self.lateral[0](backbone[-1]))], backbone
         inputs = backbone if self.kind == "intermediate" else [backbone[-1]]
+        if self.stride_one:  # the stem's output: cell i is snippet i, the finest level the features allow
+            inputs = [stem] + inputs
         for stage in self.extra:  # "last": coarser copies of C3 only
             inputs = inputs + [stage(inputs[-1])]
         merged = [self.lateral[-1](inputs[-1])]
@@ -296,8 +355,8 @@ class DetectionStage(nn.Module):
         features = self.norms[2](features + self.dropout(self.ffn(features)))
         deltas = self.regressor(features)  # (B, N, 2): dc, dw
         centre = centre + deltas[..., 0] / DELTA_WEIGHTS[0] * width
-        width = width * torch.exp((deltas[..., 1] / DELTA_WEIGHTS[1]).clamp(-SCALE_CLAMP, SCALE_CLAMP))
-        return self.classifier(features), torch.stack([centre, width.clamp_min(MIN_WIDTH)], -1), features, level
+        width = width * torch.exp((deltas[..., 1] / DELTA_WEIGHTS[1]).clamp(max=SCALE_CLAMP))  # no lower clamp
+        return self.classifier(features), torch.stack([centre, width], -1), features, level
 
 
 # ------------------------------------------------------------------------------------------ the detector
@@ -312,7 +371,8 @@ class SPTAD(nn.Module):
         ``logits`` (B, N, K) and ``segments`` (B, N, 2) [start, end) in snippet units, unclamped: the last stage;
         ``stage_logits`` (S, B, N, K), ``stage_segments`` (S, B, N, 2): every stage's output;
         ``initial_segments`` (B, N, 2): the learned proposals; ``levels`` (S, B, N) int64: the pyramid level each
-        proposal read at each stage; ``video_logits`` (B, K) with the action head; ``num_snippets``: T.
+        proposal read at each stage; ``video_logits`` (B, K) and ``video_scores`` (B, K) = their sigmoid with the
+        action head; ``num_snippets``: T.
     """
 
     def __init__(self, feature_dim: int, num_classes: int, config: SPTADConfig | None = None, **overrides):
@@ -329,7 +389,7 @@ class SPTAD(nn.Module):
         self.feature_dim, self.num_classes = feature_dim, num_classes
         d, n = config.hidden, config.num_proposals
 
-        self.pyramid = TemporalPyramid(feature_dim, d, config.pyramid)
+        self.pyramid = TemporalPyramid(feature_dim, d, config.pyramid, config.stride_one_level)
         if config.proposal_init == "whole":
             initial = torch.tensor([0.5, 1.0]).repeat(n, 1)
         else:
@@ -352,8 +412,7 @@ class SPTAD(nn.Module):
         if self.config.center_features:  # removes a per-video constant offset, as GSMT's option does
             features = features - features.mean(dim=2, keepdim=True)
         levels, backbone = self.pyramid(features)
-        initial = self.proposal_segments
-        initial = torch.stack([initial[:, 0], initial[:, 1].clamp_min(MIN_WIDTH)], dim=-1)
+        initial = _min_width(self.proposal_segments)
         segments = initial.expand(batch, -1, -1)  # (B, N, 2) centre, width
         queries = self.proposal_features.expand(batch, -1, -1)  # (B, N, d)
         stage_logits, stage_segments, stage_levels = [], [], []
@@ -362,15 +421,26 @@ class SPTAD(nn.Module):
             stage_logits.append(logits)
             stage_segments.append(_to_start_end(segments, num_snippets))
             stage_levels.append(level)
-            segments = segments.detach()  # Sparse R-CNN: each stage refines the last one's boxes, not its gradient
+            # Sparse R-CNN: each stage refines the last one's boxes, not its gradient; MIN_WIDTH keeps a width that
+            # exp underflowed readable by the next stage (no gradient crosses here, so the clamp costs none).
+            segments = _min_width(segments.detach())
         outputs = {"logits": stage_logits[-1], "segments": stage_segments[-1],
                    "stage_logits": torch.stack(stage_logits), "stage_segments": torch.stack(stage_segments),
                    "initial_segments": _to_start_end(initial.detach(), num_snippets).expand(batch, -1, -1),
                    "levels": torch.stack(stage_levels), "num_snippets": num_snippets}
         if self.action_classifier is not None:
-            pooled = torch.cat([level.mean(dim=-1) for level in backbone], dim=-1)  # (B, 3 d)
-            outputs["video_logits"] = self.action_classifier(pooled)
+            outputs["video_logits"] = self.action_classifier(video_features(backbone))
+            outputs["video_scores"] = outputs["video_logits"].sigmoid()
         return outputs
+
+    def oracle_outputs(self, outputs: dict, batch: dict) -> dict:
+        """``outputs`` with ``video_scores`` (B, K) replaced by the ground truth's classes of each video (1 for a
+        class with an instance in the video, else 0): an oracle action head. Pass the result to :meth:`detect`;
+        detections of classes absent from a video then score 0 and are dropped. Works with or without the head.
+        Returns a new dict; ``outputs`` is not changed."""
+        labels = batch["labels"].to(outputs["logits"].device)
+        present = F.one_hot(labels.clamp_min(0), self.num_classes) * (labels >= 0)[..., None]  # (B, M, K)
+        return {**outputs, "video_scores": present.amax(dim=1).to(outputs["logits"].dtype)}
 
     # ------------------------------------------------------------------ loss
     def assign(self, logits: torch.Tensor, segments: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -467,8 +537,10 @@ class SPTAD(nn.Module):
         """The last stage's N predictions as detections, one dict per video: ``segments`` (M, 2) snippet units
         clamped to [0, T], ``scores`` (M,), ``labels`` (M,) int64, best first (Sec. 3.2.2).
 
-        Scores are the sigmoid class probabilities (times the video-level scores when the model has the action
-        head and ``action_scores``); a proposal gives one detection per class, or only its
+        Scores are the sigmoid class probabilities, times ``outputs["video_scores"]`` (B, K) when present and
+        ``action_scores`` (Sec. 3.2.2: the action head's scores; :meth:`oracle_outputs` puts the ground truth's
+        classes there). ``action_scores=False`` measures the detections without any video-level scores. A proposal
+        gives one detection per class, or only its
         ``classes_per_proposal`` best classes. The ``top_k`` best (proposal, class) pairs above ``score_threshold``
         are kept; segments empty after clamping are dropped. No NMS by default (one-to-one matching already
         penalises duplicates); ``nms`` = a dict of :func:`tadlab.segments.batched_soft_nms` keyword arguments
@@ -483,8 +555,8 @@ class SPTAD(nn.Module):
         if nms is not None and not isinstance(nms, dict):
             raise TypeError(f"nms must be None (no NMS) or a dict of batched_soft_nms arguments, got {nms!r}")
         scores = outputs["logits"].sigmoid()  # (B, N, K)
-        if action_scores and "video_logits" in outputs:
-            scores = scores * outputs["video_logits"].sigmoid()[:, None, :]
+        if action_scores and "video_scores" in outputs:  # the head's scores, or the oracle's (oracle_outputs)
+            scores = scores * outputs["video_scores"][:, None, :]
         if classes_per_proposal is not None and classes_per_proposal < scores.shape[-1]:
             kth = scores.topk(classes_per_proposal, dim=-1).values[..., -1:]
             scores = torch.where(scores >= kth, scores, torch.zeros_like(scores))
@@ -508,6 +580,11 @@ class SPTAD(nn.Module):
         return forward_cost(self, num_snippets, batch_size, grad=True)  # grad on: attention's fast path
 
 
+def _min_width(segments: torch.Tensor) -> torch.Tensor:
+    """(..., 2) (centre, width) with the width at least MIN_WIDTH (the input of a stage)."""
+    return torch.stack([segments[..., 0], segments[..., 1].clamp_min(MIN_WIDTH)], dim=-1)
+
+
 def _to_start_end(segments: torch.Tensor, num_snippets: int) -> torch.Tensor:
     """(..., 2) (centre, width) as fractions of T -> (..., 2) [start, end) in snippet units."""
     centre, width = segments.unbind(-1)
@@ -516,7 +593,8 @@ def _to_start_end(segments: torch.Tensor, num_snippets: int) -> torch.Tensor:
 
 def thumos_size_cost(**overrides) -> dict:
     """Cost of one SP-TAD at a THUMOS-like size: a 256-snippet window (the paper's 256-frame clips; its pyramid
-    then has 128, 64, 32, 16 cells as ours), 2048-d two-stream I3D features, K = 20, N = 50, S = 4, d = 256.
+    then has 128, 64, 32, 16 cells as ours), 2048-d two-stream I3D features, K = 20, N = 50, S = 4, d = 256 (the
+    paper's), d_h = 64 (Sparse R-CNN's) and T' = 16 (tadlab's; the paper gives neither).
 
     The paper reports speed (Table 3) but neither parameters nor FLOPs, and its cost includes the I3D backbone
     that tadlab replaces by pre-extracted features. Returns ``params_M`` and ``flops_G`` (one window).
