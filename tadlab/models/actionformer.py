@@ -65,7 +65,7 @@ validation videos, lr 3e-4, 1e-3 and 3e-3 for 30 epochs, 1e-3 for 15 and 3e-3 fo
 (0.5:0.95) 0.25, testing 0.32. The temporal-context baseline scores 0.05 and 0.04 (thumos), 0.00 and 0.02 (anet)
 there. Without the layer scale (``layer_scale=None``, lr 3e-3, 30 epochs) validation fell to 0.14 (thumos, from
 0.28) and 0.18 (anet, from 0.25); the ``"giou"`` (IoU) loss gave 0.25 against DIoU's 0.27 (thumos, lr 1e-3,
-30 epochs). One seed each: differences of a few points are within seed noise.
+30 epochs). One seed each; the spread over seeds was not measured.
 """
 from __future__ import annotations
 
