@@ -228,6 +228,23 @@ def test_it_learns_a_small_batch():
     assert losses[-1] < 0.15 * losses[0]
 
 
+def test_every_parameter_gets_a_gradient():
+    """With an instance for every level (reach 2 to 96 snippets), one AdamW step, then every trainable parameter,
+    each level's regression scale and layer scale included, gets a finite, non-zero gradient."""
+    length = 128
+    model = small_model(levels=6, drop_path=0.0)
+    segments = [[10.0, 12.0], [20.0, 28.0], [40.0, 56.0], [60.0, 92.0], [0.0, 64.0], [0.0, 128.0]]
+    batch = batch_of([segments, segments[:3]], [[0, 1, 2, 3, 0, 1], [3, 2, 1]], num_snippets=length)
+    levels = model.targets(batch, length)
+    assert sorted({level for found in positives(levels).values() for level, _, _ in found}) == list(range(6))
+    train_steps(model, batch, steps=1, lr=1e-3)
+    model.zero_grad(set_to_none=True)
+    model.loss(model(batch["features"]), batch)["total"].backward()
+    dead = [name for name, parameter in model.named_parameters() if parameter.grad is None
+            or not bool(torch.isfinite(parameter.grad).all()) or float(parameter.grad.abs().sum()) == 0.0]
+    assert dead == []
+
+
 def test_same_seed_same_step():
     # drop_path draws random numbers in training: the seeded step must still repeat exactly.
     assert_reproducible_step(lambda: small_model(drop_path=0.5),
