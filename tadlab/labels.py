@@ -31,6 +31,7 @@ from tadlab.segments import _as_segments, segment_giou, segment_iou
 __all__ = [
     "ACTIONFORMER_RANGES",
     "ACTIONFORMER_STRIDES",
+    "CENTRE_TIE_TOLERANCE",
     "boundary_labels",
     "boundary_matching_map",
     "boundary_matching_valid",
@@ -439,11 +440,12 @@ def set_match(pred_logits, pred_segments, segments, labels, num_snippets: int, *
 # ------------------------------------------------------------------------------------------ ActionFormer
 ACTIONFORMER_STRIDES = (1, 2, 4, 8, 16, 32)
 ACTIONFORMER_RANGES = ((0.0, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, 32.0), (32.0, 64.0), (64.0, math.inf))
+CENTRE_TIE_TOLERANCE = 1e-3  # snippets: lengths this close tie for multi-label targets (ActionFormer's 1e-3)
 
 
 def centre_sampling_assign(segments, labels, num_snippets: int, num_classes: int,
                            strides=ACTIONFORMER_STRIDES, regression_ranges=ACTIONFORMER_RANGES,
-                           radius: float = 1.5) -> dict[str, torch.Tensor]:
+                           radius: float = 1.5, multi_label: bool = False) -> dict[str, torch.Tensor]:
     """ActionFormer-style assignment on a feature pyramid: centre sampling + per-level regression ranges.
 
     Level l has stride s_l and points at (i + 0.5) * s_l, i < ceil(T / s_l) (the centre of the snippets
@@ -456,7 +458,15 @@ def centre_sampling_assign(segments, labels, num_snippets: int, num_classes: int
     ``points`` (P,), ``strides`` (P,), ``levels`` (P,) int64; ``labels`` (P,)/(B, P) int64 (background =
     ``num_classes``), ``gt_index`` (P,)/(B, P) int64 (-1 negative), ``offsets`` (P, 2)/(B, P, 2): distances
     (t - s, e - t) divided by the stride as ActionFormer regresses them (0 at negatives).
+
+    ``multi_label=True`` adds ``classes`` (P, K)/(B, P, K) in the segments' dtype: the multi-hot class target
+    ActionFormer's release trains with. A point takes the class of every candidate whose length ties with the
+    shortest one's (within ``CENTRE_TIE_TOLERANCE`` snippets), so an action annotated twice with the same
+    boundaries under two classes (THUMOS14 labels every CliffDiving as Diving too) teaches both; ``labels`` and
+    ``offsets`` still follow the single instance above (tied instances have the same offsets up to the tolerance).
     """
+    if not isinstance(multi_label, bool):
+        raise TypeError(f"multi_label must be True or False, got {multi_label!r}")
     strides = tuple(strides)
     regression_ranges = tuple(tuple(float(v) for v in r) for r in regression_ranges)
     if not strides or len(strides) != len(regression_ranges):
@@ -495,7 +505,7 @@ def centre_sampling_assign(segments, labels, num_snippets: int, num_classes: int
     cls = gt.labels.gather(1, index)
     offsets = torch.stack([left.gather(2, index[..., None])[..., 0], right.gather(2, index[..., None])[..., 0]], -1)
     offsets = torch.where(positive[..., None], offsets / point_strides[None, :, None], torch.zeros_like(offsets))
-    return {
+    out = {
         "points": points,
         "strides": point_strides,
         "levels": levels,
@@ -503,3 +513,9 @@ def centre_sampling_assign(segments, labels, num_snippets: int, num_classes: int
         "gt_index": gt.out(torch.where(positive, index, torch.full_like(index, -1))),
         "offsets": gt.out(offsets),
     }
+    if multi_label:
+        shortest = length.gather(2, index[..., None])  # (B, P, 1); inf at negatives
+        tied = candidate & (length <= shortest + CENTRE_TIE_TOLERANCE)  # (B, P, N)
+        one_hot = torch.nn.functional.one_hot(gt.labels.clamp(min=0), num_classes).to(dtype)  # (B, N, K)
+        out["classes"] = gt.out((tied.to(dtype) @ one_hot).clamp(max=1))
+    return out

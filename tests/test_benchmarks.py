@@ -7,6 +7,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE_RUNS = {
+    "bench_actionformer.py": (["--profile", "smoke", "--epochs", "1", "--repeats", "1", "--sizes", "anet",
+                               "--paper-snippets", "64"],
+                              ["paper THUMOS14 size", "CPU model, anet", "s/epoch", "infer ms/video"]),
     "bench_losses.py": (["--batch", "2", "--snippets", "12", "--repeats", "1"],
                         ["fast path", "kornia path", "plain soft-IoU loss", "PyTorch engine", "kornia / fast"]),
     "bench_eval.py": (["--videos", "20", "--per-video", "5", "--repeats", "1", "--reference"],
