@@ -16,7 +16,8 @@ import torch
 
 from tadlab.data.collate import collate_videos
 from tadlab.data.synthetic import make_world
-from tadlab.models import BMN, GSMT, RRM, SPTAD, SegTAD, SnippetClassifier, TemporalContextClassifier
+from tadlab.models import (BMN, GSMT, RRM, SPTAD, ActionFormer, SegTAD, SnippetClassifier,
+                           TemporalContextClassifier)
 from tadlab.models.rrm import CPU_CONFIG
 
 C, K = 16, 4
@@ -108,6 +109,11 @@ def make_segtad(T):
     return SegTAD(C, K, T, hidden=16, eta=4, graph_k=2, seeds=6, pdn_k=2)
 
 
+def make_actionformer(T):  # three levels (strides 1, 2, 4): the batch has instances in every level's range
+    return ActionFormer(C, K, hidden=16, heads=2, stem_layers=1, levels=3, window=5, head_layers=2,
+                        center_features=True)
+
+
 DETECTORS = {  # name: (constructor of T, T, the output entries that are predicted boundaries)
     "GSMT": (make_gsmt, 32, ()),
     "BMN": (make_bmn, 32, ("start_logits", "end_logits")),
@@ -115,7 +121,23 @@ DETECTORS = {  # name: (constructor of T, T, the output entries that are predict
     "SegTAD": (make_segtad, 48, ("start_logits", "end_logits")),
     "naive baseline": (lambda T: SnippetClassifier(C, K, hidden_dim=16), 32, ()),
     "context baseline": (lambda T: TemporalContextClassifier(C, K, hidden_dim=16, dilations=(1, 2)), 32, ()),
+    "ActionFormer": (make_actionformer, 48, ()),
 }
+
+
+def test_actionformer_every_positive_point_receives_a_gradient_on_both_distances():
+    """ActionFormer's boundaries are the distances to start and end regressed at the positive points (centre
+    sampling): each positive point's two distances get a gradient, the negatives' none (no regression loss)."""
+    torch.manual_seed(0)
+    model = make_actionformer(48)
+    batch = world_batch(48)
+    step_once(model, batch)
+    outputs = model(batch["features"])
+    total = model.loss(outputs, batch)["total"]
+    (grad,) = torch.autograd.grad(total, [outputs["offsets"]])
+    positive = model.targets(batch, 48)["gt_index"] >= 0
+    assert bool(positive.any()) and bool(torch.isfinite(grad).all())
+    assert bool((grad[positive] != 0).all()) and bool((grad[~positive] == 0).all())
 
 
 @pytest.mark.parametrize("name", list(DETECTORS))
