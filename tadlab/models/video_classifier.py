@@ -121,6 +121,11 @@ class ProposalDetector(nn.Module):
                 raise TypeError(f"proposer must have a {method}() method, got {type(proposer).__name__}")
         self.proposer, self.classifier = proposer, classifier
 
+    @property
+    def feature_dim(self) -> int:
+        """C, the features' width (the proposer's)."""
+        return self.proposer.feature_dim
+
     def forward(self, features: torch.Tensor) -> dict:
         outputs = dict(self.proposer(features))
         classes = self.classifier(features)
