@@ -69,6 +69,8 @@ def build(family: str, world) -> torch.nn.Module:
     from tadlab.models import VideoClassifier
     from tadlab.models.bmn import CPU_CONFIG
 
+    if family not in COST_FAMILIES:
+        raise ValueError(f"unknown family {family!r}; the benchmark builds {COST_FAMILIES}")
     C, K, T = world.feature_dim, world.num_classes, world.num_snippets
     if family == "actionformer":
         return ActionFormer(C, K, center_features=True)
@@ -77,9 +79,7 @@ def build(family: str, world) -> torch.nn.Module:
         return ProposalDetector(bmn, VideoClassifier(C, K))
     if family == "naive":
         return SnippetClassifier(C, K)
-    if family == "context":
-        return TemporalContextClassifier(C, K)
-    raise ValueError(f"unknown family {family!r}; the benchmark builds {COST_FAMILIES}")
+    return TemporalContextClassifier(C, K)
 
 
 def train(family: str, world, seed: int, lr: float, profile: str, device="cpu"):
