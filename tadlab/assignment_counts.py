@@ -37,7 +37,7 @@ class SchemeCount:
 
     @property
     def per_instance(self) -> float:
-        return float(self.positives.float().mean())
+        return float(self.positives.double().mean())
 
     @property
     def negatives_per_video(self) -> float:
@@ -46,7 +46,7 @@ class SchemeCount:
     @property
     def share_without(self) -> float:
         """Share of the instances with no positive at all."""
-        return float((self.positives == 0).float().mean())
+        return float((self.positives == 0).double().mean())
 
 
 def bm_depth(preset: str, num_snippets: int) -> int:
