@@ -46,7 +46,7 @@ WORLD_SPLITS = {"smoke": {"thumos": (9, 3, 3), "anet": (9, 3, 3)},
 HEADLINE_SEEDS, ABLATION_SEEDS = (0, 1, 2, 3, 4), (0, 1, 2)
 # Epochs of the baselines (lr 3e-3) per profile and preset; at "full" the best of notebook 01's grid on validation.
 BASELINE_EPOCHS = {"smoke": {"thumos": 1, "anet": 1}, "ci": {"thumos": 40, "anet": 20},
-                   "full": {"thumos": 50, "anet": 25}}
+                   "full": {"thumos": 50, "anet": 50}}
 
 
 def standard_world(preset: str, profile: str, seed: int, *, training_factor: int = 1, **overrides):

@@ -1,5 +1,6 @@
-"""Plots the notebooks share: a video's features with its annotation timeline, segments as bars, query-based
-proposals stage by stage and where they read the pyramid, figure saving."""
+"""Plots the notebooks share: a video's features with its annotation timeline, segments as bars, every
+label-assignment target of one video, query-based proposals stage by stage and where they read the pyramid,
+figure saving."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -76,6 +77,109 @@ def plot_video(features, segments, labels, num_classes: int, *, class_names=None
     axes = list(axes.values())
     axes[-1].set_xlim(0, num_snippets)
     axes[-1].set_xlabel("snippet")
+    fig.tight_layout()
+    return fig
+
+
+def plot_label_targets(segments, labels, num_snippets: int, num_classes: int, *, max_duration: int, eta: int,
+                       iou_threshold: float, queries=None, class_names=None, title: str = ""):
+    """Every label-assignment target of one video (:mod:`tadlab.labels`), one panel per scheme: the ground truth
+    ``segments (N, 2)`` (snippet units) / ``labels (N,)`` with the one-to-one matching of ``queries`` (a pair
+    ``(logits (Q, K), segments (Q, 2))``, optional), snippet labels, boundary labels (SegTAD's first and last frame,
+    BMN's width-3 regions), ActionFormer's positive pyramid points, SegTAD's positive sparse proposals (step
+    ``eta``, tIoU > ``iou_threshold``), GSMT's T × T global masks and BMN's D × T map (``max_duration`` D).
+    Returns the figure."""
+    from tadlab.labels import (boundary_labels, boundary_matching_map, centre_sampling_assign, global_masks,
+                               snippet_labels, sparse_proposal_targets)
+
+    T, K = num_snippets, num_classes
+    colors = np.array([c[:3] for c in class_colors(K)] + [(1.0, 1.0, 1.0)])  # background white
+    cls = _numpy(snippet_labels(segments, labels, T, K))
+    masks, _ = global_masks(segments, T, labels)
+    starts, ends = (_numpy(x) for x in boundary_labels(segments, T, labels=labels))
+    soft_starts, soft_ends = (_numpy(x) for x in boundary_labels(segments, T, width=3.0, labels=labels))
+    fig = plt.figure(figsize=(13, 6.8))
+    grid = fig.add_gridspec(5, 2, width_ratios=[1.7, 1], height_ratios=[1, 0.5, 1, 1.4, 1.4])
+    ax = [fig.add_subplot(grid[i, 0]) for i in range(5)]
+    for a in ax[1:]:
+        a.sharex(ax[0])
+    plot_timeline(ax[0], segments, labels, K, row=1.1, class_names=class_names)
+    if queries is not None:
+        _plot_matching(ax[0], *queries, segments, labels, T)
+    ax[1].imshow(colors[cls][None], aspect="auto", extent=(0, T, 0, 1), interpolation="nearest")
+    ax[1].set(yticks=[], title="snippet / frame labels (GSMT Fig. 3b, SegTAD Eq. 4)")
+    t = np.arange(T) + 0.5
+    ax[2].step(t, soft_starts, where="mid", color="tab:green", label="start, width 3 (BMN)")
+    ax[2].step(t, -soft_ends, where="mid", color="tab:red", label="end, width 3 (BMN)")
+    ax[2].plot(t[starts.astype(bool)], np.ones(int(starts.sum())), "g^", label="first frame (SegTAD)")
+    ax[2].plot(t[ends.astype(bool)], -np.ones(int(ends.sum())), "rv", label="last frame (SegTAD)")
+    ax[2].set(ylim=(-1.4, 2.9), yticks=[-1, 0, 1], yticklabels=["end", "", "start"], title="boundary labels")
+    ax[2].legend(fontsize=7, ncol=4, loc="upper center", frameon=False)
+    centre = centre_sampling_assign(segments, labels, T, K)
+    positive = _numpy(centre["gt_index"]) >= 0
+    points, levels = _numpy(centre["points"]), _numpy(centre["levels"])
+    ax[3].scatter(points[~positive], levels[~positive], s=6, color="0.85")
+    ax[3].scatter(points[positive], levels[positive], s=18, c=colors[_numpy(centre["labels"])[positive]])
+    ax[3].set(ylabel="level", yticks=range(levels.max() + 1),
+              yticklabels=[f"stride {2 ** i}" for i in range(levels.max() + 1)],
+              title="ActionFormer centre sampling: positive points per level")
+    sparse = sparse_proposal_targets(segments, T, eta, iou_threshold, labels=labels)
+    proposals, keep = _numpy(sparse["proposals"]), _numpy(sparse["positive"])
+    for y, (s, e) in enumerate(proposals[keep]):
+        ax[4].plot([s, e], [y, y], color="tab:purple", lw=1.5)
+    ax[4].set(ylabel="proposal", title=f"SegTAD sparse pattern (η = {eta}): the {int(keep.sum())} positives "
+              f"of {len(proposals)} (tIoU > {iou_threshold})", xlim=(0, T), xlabel="snippet")
+    am = fig.add_subplot(grid[0:3, 1])
+    am.imshow(_numpy(masks), cmap="Greys", interpolation="nearest", extent=(0, T, T, 0))
+    am.set(xlabel="snippet t (column = its mask target)", ylabel="snippet k", title="GSMT global masks (T × T)")
+    ab = fig.add_subplot(grid[3:5, 1])
+    image = ab.imshow(_numpy(boundary_matching_map(segments, T, max_duration, labels)), aspect="auto", cmap="magma",
+                      vmin=0, vmax=1, interpolation="nearest", extent=(0, T, max_duration, 0))
+    for s, e in _numpy(segments).reshape(-1, 2):  # the cell of each instance, when its ends fall on the grid
+        ab.plot(s + 0.5, e - s - 0.5, "c+", ms=9)
+    ab.set(xlabel="start snippet t", ylabel="d (lasts d + 1 snippets)", title="BMN boundary-matching map (D × T)")
+    fig.colorbar(image, ax=ab, label="target tIoU")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_matching(ax, logits, queries, segments, labels, num_snippets: int) -> None:
+    """The one-to-one matching of ``queries (Q, 2)`` under the ground truth row: matched queries black, linked to
+    their instance; unmatched ones grey dotted (they learn "no action")."""
+    from tadlab.labels import set_match
+
+    rows, cols = set_match(logits, queries, segments, labels, num_snippets)
+    queries, segments = _numpy(queries), _numpy(segments)
+    for q, g in zip(rows.tolist(), cols.tolist()):
+        (s, e), (gs, ge) = queries[q], segments[g]
+        ax.plot([s, e], [0.45, 0.45], color="k", lw=2)
+        ax.plot([(s + e) / 2, (gs + ge) / 2], [0.45, 1.1], color="0.5", lw=0.8)
+    for q in sorted(set(range(len(queries))) - set(rows.tolist())):
+        s, e = queries[q]
+        ax.plot([s, e], [0.45, 0.45], color="0.7", lw=2, ls=":")
+    ax.set(yticks=[0.45, 1.5], yticklabels=["queries", "truth"], ylim=(0, 2.1),
+           title=f"ground truth; one-to-one matching of {len(queries)} queries (grey dotted: 'no action')")
+
+
+def plot_positives_by_length(counts, bins=None):
+    """Mean positives per instance against instance length (log-log), one line per scheme, from the
+    :class:`tadlab.assignment_counts.SchemeCount` of every world. Returns the figure."""
+    bins = np.geomspace(1.5, 100, 10) if bins is None else np.asarray(bins)
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for scheme in dict.fromkeys(c.scheme for c in counts):
+        chosen = [c for c in counts if c.scheme == scheme]
+        lengths = np.concatenate([_numpy(c.lengths) for c in chosen])
+        positives = np.concatenate([_numpy(c.positives) for c in chosen]).astype(float)
+        which = np.digitize(lengths, bins)
+        filled = [i for i in range(1, len(bins)) if (which == i).any()]
+        x = [np.sqrt(bins[i - 1] * bins[i]) for i in filled]
+        ax.plot(x, np.maximum([positives[which == i].mean() for i in filled], 0.1), "o-", label=scheme)
+    ax.set(xscale="log", yscale="log", xlabel="instance length (snippets)", ylabel="mean positives per instance",
+           title="Positives per action vs. its length (both presets)", xticks=[2, 4, 8, 16, 32, 64])
+    ax.xaxis.set_major_formatter(plt.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -36,3 +36,33 @@ def test_pyramid_read_has_one_panel_per_level_and_marks_the_chosen_one():
     np.testing.assert_array_equal(read.get_ydata(), values)
     assert fig.axes[1].get_xlim() == pytest.approx((0, 16))
     plt.close(fig)
+
+
+def test_label_targets_draw_every_scheme_and_the_matching():
+    from tadlab.viz import plot_label_targets
+
+    segments, labels = torch.tensor([[2.0, 10.0], [14.0, 20.0]]), torch.tensor([0, 1])
+    queries = (torch.zeros(3, 2), torch.tensor([[1.0, 9.0], [15.0, 21.0], [0.0, 4.0]]))
+    fig = plot_label_targets(segments, labels, 24, 2, max_duration=24, eta=2, iou_threshold=0.5, queries=queries,
+                             title="t")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any("one-to-one matching of 3 queries" in t for t in titles)
+    assert any("GSMT global masks" in t for t in titles) and any("boundary-matching map" in t for t in titles)
+    dotted = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == ":"]
+    assert len(dotted) == 1  # two instances, three queries: one learns "no action"
+    plt.close(fig)
+
+
+def test_positives_by_length_draws_one_line_per_scheme():
+    from tadlab.assignment_counts import SchemeCount
+    from tadlab.viz import plot_positives_by_length
+
+    lengths = torch.tensor([2.0, 4.0, 40.0])
+    counts = [SchemeCount("anet", "a", 10, torch.tensor([2, 4, 40]), lengths, 1),
+              SchemeCount("thumos", "a", 10, torch.tensor([1]), torch.tensor([8.0]), 1),
+              SchemeCount("anet", "b", 10, torch.tensor([1, 1, 1]), lengths, 1)]
+    fig = plot_positives_by_length(counts)
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["a", "b"]
+    assert len(lines[0].get_xdata()) == 4  # lengths 2, 4, 8 (thumos) and 40 fall in four bins
+    plt.close(fig)

@@ -5,7 +5,14 @@ naive per-snippet, temporal context, class-map grouping), on both presets.
   per preset, each recipe scored by the mean of its three rows (:func:`chosen_recipe` applies the rule);
 - ``01_baselines.json``: the three rows on testing over :data:`HEADLINE_SEEDS`, each preset at its chosen recipe,
   with the evaluation's sampling error (a bootstrap over the testing videos) and the breakdown by instance length. Notebooks 04-08 compare with these
-  rows (the same worlds and seeds) instead of retraining them.
+  rows (the same worlds and seeds) instead of retraining them;
+- ``01_dropout.json``: how much the finding "class-map grouping repairs the single threshold's cuts at dropouts"
+  depends on the world's ``dropout`` knob (no real statistic sets it): the three rows on ``"anet"`` worlds whose
+  only change is the share of instances with a dropout (:data:`DROPOUTS`), over :data:`ABLATION_SEEDS`.
+
+``01_official_eval.json`` (not a workflow job: the official code is Python 2 and is run by hand) compares
+``tadlab.eval`` with the official ActivityNet ``eval_detection.py`` on the shipped context models' testing
+detections; :func:`official_eval_inputs` writes the files both read.
 """
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ import json
 
 from tadlab.diagnostics import DURATION_EDGES
 from tadlab.eval import ANET_TIOU, THUMOS_TIOU
-from tadlab.experiments import BASELINE_ROWS, HEADLINE_SEEDS, baseline_rows, standard_world
+from tadlab.experiments import ABLATION_SEEDS, BASELINE_ROWS, HEADLINE_SEEDS, baseline_rows, standard_world
 from tadlab.pretrained import check_metrics
 from tadlab.studies import Result, export_model, results_dir
 
@@ -24,10 +31,22 @@ TIOU = {"thumos": THUMOS_TIOU, "anet": ANET_TIOU}  # each benchmark's thresholds
 RECIPES = {"thumos": ((1e-3, 25), (3e-3, 25), (1e-2, 25), (3e-3, 12), (3e-3, 50), (3e-3, 100)),
            "anet": ((1e-3, 25), (3e-3, 25), (1e-2, 25), (3e-3, 12), (3e-3, 50))}
 BOOTSTRAP = 100  # resamplings of the testing videos for the evaluation's sampling error (at "full")
+# Shares of "anet" instances with a dropout: none, the preset's (0.5), every one. The world draws the same layout
+# and the same random numbers for every share (an instance has a dropout when its uniform draw falls under the
+# share), so a higher share adds dropouts to the same videos and changes nothing else.
+DROPOUTS = (0.0, 0.5, 1.0)
 
 
 def recipe_job(preset: str, lr: float, epochs: int) -> str:
     return f"{preset}_lr{lr:g}_e{epochs}"
+
+
+def dropout_job(dropout: float) -> str:
+    return f"anet_dropout{dropout:g}"
+
+
+def dropout_row(dropout: float, row: str) -> str:
+    return f"anet, dropout {dropout:g}: {row}"
 
 
 RESULTS = [
@@ -35,6 +54,9 @@ RESULTS = [
            jobs=tuple(recipe_job(p, lr, e) for p in PRESETS for lr, e in RECIPES[p])),
     Result("01_baselines.json", jobs=PRESETS, seeds=HEADLINE_SEEDS, needs=("01_recipe_validation.json",),
            meta={"tiou": {p: [round(float(t), 2) for t in TIOU[p]] for p in PRESETS}}),
+    Result("01_dropout.json", jobs=tuple(dropout_job(d) for d in DROPOUTS), seeds=ABLATION_SEEDS,
+           needs=("01_recipe_validation.json",),
+           meta={"preset": "anet", "dropouts": list(DROPOUTS), "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
 ]
 
 
@@ -74,6 +96,11 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
             meta["pretrained"] = [ship(models[name], name, job, seed, profile, recipe, rows, device)
                                   for name in ("naive", "context")]
         return {**{f"{job}: {row}": metrics for row, metrics in rows.items()}, "meta": meta}
+    for dropout in DROPOUTS:
+        if job == dropout_job(dropout):  # one change: the share of instances with a dropout
+            rows = baseline_rows(standard_world("anet", profile, seed, dropout=dropout), ANET_TIOU, seed=seed,
+                                 device=device, **chosen_recipe("anet", profile))
+            return {dropout_row(dropout, row): metrics for row, metrics in rows.items()}
     for preset in PRESETS:
         for lr, epochs in RECIPES[preset]:
             if job == recipe_job(preset, lr, epochs):
@@ -97,3 +124,61 @@ def ship(model, name: str, preset: str, seed: int, profile: str, recipe: dict, r
                         world={"preset": preset, "profile": profile, "seed": seed},
                         recipe={**recipe, "batch_size": 16, "weight_decay": 1e-2, "optimizer": "adamw",
                                 "schedule": "cosine"}, metrics=metrics)
+
+
+# ------------------------------------------------------------------ the official ActivityNet evaluation, once
+OFFICIAL_EVAL = {"repository": "https://github.com/activitynet/ActivityNet", "file": "Evaluation/eval_detection.py"}
+
+
+def official_eval_inputs(preset: str, folder, device="cpu") -> dict:
+    """Write the ground truth and the testing results of the shipped context model of ``preset`` (seed 0, on
+    ``standard_world(preset, "full", 0)``) as ``folder/ground_truth_PRESET.json`` and ``folder/results_PRESET.json``
+    in the form the official ``eval_detection.py`` reads (it also wants a ``taxonomy`` field), and return
+    ``tadlab.eval``'s metrics of those very files (subset "testing", the preset's thresholds)."""
+    from pathlib import Path
+
+    from tadlab import pretrained
+    from tadlab.data.schema import ground_truth_to_json, results_to_json
+    from tadlab.eval import evaluate_detection
+    from tadlab.train import detection_results
+
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
+    world = standard_world(preset, "full", 0)
+    model = pretrained.load("context", preset=preset, seed=0, device=device)
+    scored, results = detection_results(model, world.dataset("testing"), world.ground_truth, world.class_names,
+                                        device=device, **pretrained.entry("context", preset, 0)["detect"])
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    truth_path, results_path = folder / f"ground_truth_{preset}.json", folder / f"results_{preset}.json"
+    truth_path.write_text(json.dumps({**ground_truth_to_json(scored, world.ground_truth["version"]),
+                                      "taxonomy": []}) + "\n")
+    results_path.write_text(json.dumps(results_to_json(results)) + "\n")
+    metrics = evaluate_detection(truth_path, results_path, tiou_thresholds=TIOU[preset], subset="testing")
+    return {"average_mAP": float(metrics.average_mAP), "mAP": [float(m) for m in metrics.mAP],
+            "tiou_thresholds": [float(t) for t in metrics.tiou_thresholds], "subset": "testing",
+            "videos": len(scored), "predictions": sum(len(r.scores) for r in results.values())}
+
+
+def save_official_comparison(path, measured: dict, **meta):
+    """Store ``{preset: {"tadlab": metrics, "official": metrics}}`` as rows "PRESET: tadlab.eval" and "PRESET:
+    official eval_detection.py" (seed 0, subset "testing"), with ``meta`` (repository, commit, file, command) and
+    the largest absolute difference of average mAP and per-threshold mAP over the presets."""
+    import numpy as np
+
+    from tadlab.experiments import SeedRuns, save_runs
+
+    rows, gaps = [], []
+    for preset, pair in measured.items():
+        if set(pair) != {"tadlab", "official"}:
+            raise ValueError(f"{preset}: expected the metrics of 'tadlab' and 'official', got {sorted(pair)}")
+        ours, theirs = pair["tadlab"], pair["official"]
+        if len(ours["mAP"]) != len(theirs["mAP"]):
+            raise ValueError(f"{preset}: {len(ours['mAP'])} thresholds in tadlab's metrics, "
+                             f"{len(theirs['mAP'])} in the official ones")
+        gaps += [abs(ours["average_mAP"] - theirs["average_mAP"])]
+        gaps += list(np.abs(np.subtract(ours["mAP"], theirs["mAP"])))
+        rows += [SeedRuns(f"{preset}: tadlab.eval", [0], [ours]),
+                 SeedRuns(f"{preset}: official eval_detection.py", [0], [theirs])]
+    return save_runs(path, rows, overwrite=True, notebook=NOTEBOOK, **meta,
+                     largest_difference=float(max(gaps)))
