@@ -1,0 +1,44 @@
+"""Notebook 05's study: SP-TAD's headline job at "smoke" (both rows from one model, seed 0's model exported and
+rebuildable with its check metric), its results file pairing with notebook 01's baselines, and a wrong job refused."""
+import json
+
+import pytest
+import torch
+
+import tadlab.pretrained as pretrained
+from tadlab.eval import THUMOS_TIOU
+from tadlab.experiments import ABLATION_SEEDS, standard_world
+from tadlab.studies import find_result, merge, part_path, plan, run_job, sptad
+
+
+def test_the_headline_pairs_with_notebook_01s_worlds_and_seeds():
+    result = find_result("sptad", "thumos")
+    baselines = dict((r.name, r) for _, r in plan("full"))["01_baselines.json"]
+    assert result.name == "05_headline.json" and result.jobs == ("thumos",) and result.subset == "testing"
+    assert set(result.seeds) <= set(baselines.seeds) and len(result.seeds) >= len(ABLATION_SEEDS)
+    assert result.meta["pairs_with"] == "01_baselines.json" and result.meta["model"]["num_stages"] == 4
+    assert result.meta["model"]["num_proposals"] == 30 and result.meta["epochs"] == 60
+
+
+def test_a_smoke_job_measures_one_model_twice_and_exports_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    part = json.loads(run_job("sptad", "thumos", 0, "smoke").read_text())
+    assert list(part["rows"]) == [sptad.ROW, sptad.SOFT_NMS_ROW] and part["seconds"] < 120
+    for metrics in part["rows"].values():
+        assert len(metrics["mAP"]) == len(THUMOS_TIOU) and 0 <= metrics["average_mAP"] <= 1
+        assert 0 <= metrics["duplicates"] <= 1 and metrics["epochs"] == 1
+    entry = part["meta"]["pretrained"][0]
+    assert (entry["name"], entry["preset"], entry["seed"]) == ("sptad", "thumos", 0) and entry["detect"] == {}
+    assert entry["metrics"]["average_mAP"] == part["rows"][sptad.ROW]["average_mAP"]
+    model = pretrained.build(entry)
+    folder = part_path("smoke", "sptad", "thumos", 0).parent / "seed0-models"
+    model.load_state_dict(torch.load(folder / entry["file"]))
+    check = pretrained.check_metrics(model, standard_world("thumos", "smoke", 0), THUMOS_TIOU)
+    assert check["average_mAP"] == pytest.approx(entry["metrics"]["check"]["average_mAP"], abs=1e-6)
+    merged = json.loads(merge("sptad", "05_headline.json", "smoke").read_text())
+    assert [run["name"] for run in merged["runs"]] == [sptad.ROW, sptad.SOFT_NMS_ROW]
+
+
+def test_an_unknown_job_is_refused():
+    with pytest.raises(ValueError, match="unknown job"):
+        sptad.run("anet", 0, "smoke")
