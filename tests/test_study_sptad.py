@@ -42,3 +42,19 @@ def test_a_smoke_job_measures_one_model_twice_and_exports_it(tmp_path, monkeypat
 def test_an_unknown_job_is_refused():
     with pytest.raises(ValueError, match="unknown job"):
         sptad.run("anet", 0, "smoke")
+
+
+def test_paired_rows_restrict_notebook_01s_rows_to_the_headlines_seeds():
+    from tadlab.experiments import SeedRuns, paired_difference
+
+    baselines = {f"thumos: {name}": SeedRuns(f"thumos: {name}", [0, 1, 2, 3, 4],
+                                             [{"average_mAP": 0.1 * k + s} for s in range(5)])
+                 for k, name in enumerate(sptad.BASELINES)}
+    headline = {name: SeedRuns(name, [2, 0, 1], [{"average_mAP": v} for v in (0.5, 0.3, 0.4)])
+                for name in (sptad.ROW, sptad.SOFT_NMS_ROW)}
+    rows = sptad.paired_rows(headline, baselines)
+    assert list(rows) == [*sptad.BASELINES, sptad.ROW, sptad.SOFT_NMS_ROW]
+    assert rows["context"].seeds == [2, 0, 1] and rows["context"].values().tolist() == pytest.approx([2.1, 0.1, 1.1])
+    assert paired_difference(rows[sptad.ROW], rows["naive"]).seeds == (0, 1, 2)
+    with pytest.raises(ValueError, match="lacks seeds"):
+        sptad.paired_rows({name: SeedRuns(name, [7], [{"average_mAP": 0.1}]) for name in headline}, baselines)

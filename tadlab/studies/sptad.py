@@ -71,3 +71,24 @@ def ship(model, seed: int, profile: str, epochs: int, rows: dict, device) -> dic
                         world={"preset": PRESET, "profile": profile, "seed": seed},
                         recipe={"lr": RECIPE["lr"], "epochs": epochs, **TRAIN, "optimizer": "adamw",
                                 "schedule": "cosine"}, metrics=metrics)
+
+
+BASELINES = ("naive", "context", "class map grouping")  # notebook 01's rows of results/01_baselines.json
+
+
+def paired_rows(headline: dict, baselines: dict) -> dict:
+    """``{name: SeedRuns}``: notebook 01's "thumos: ..." rows (named without the prefix), restricted to the seeds
+    of ``headline``'s rows (the same worlds: a seed draws the world), then ``headline``'s two rows; both as
+    :func:`tadlab.experiments.load_runs` returns them. Every row has the same seeds, so any two pair."""
+    import dataclasses
+
+    seeds = list(headline[ROW].seeds)
+    rows = {}
+    for name in BASELINES:
+        row = baselines[f"{PRESET}: {name}"]
+        missing = [s for s in seeds if s not in row.seeds]
+        if missing:
+            raise ValueError(f"notebook 01's row {row.name!r} lacks seeds {missing} of the headline")
+        rows[name] = dataclasses.replace(row, name=name, seeds=seeds,
+                                         metrics=[row.metrics[row.seeds.index(s)] for s in seeds])
+    return {**rows, ROW: headline[ROW], SOFT_NMS_ROW: headline[SOFT_NMS_ROW]}
