@@ -35,7 +35,17 @@ def test_a_smoke_job_returns_both_rows_and_exports_the_model(monkeypatch, tmp_pa
 
 
 def test_an_unknown_job_is_refused():
-    with pytest.raises(ValueError, match="unknown job 'thumos' of study 'gsmt'"):
+    with pytest.raises(ValueError, match="unknown job 'thumos' of study 'gsmt'; its jobs are"):
         gsmt.run("thumos", 0, "smoke")
     with pytest.raises(ValueError, match="has no job 'thumos'"):
         run_job("gsmt", "thumos", 0, "smoke")
+
+
+@pytest.mark.parametrize("positional", ["none", "learned"])
+def test_a_positional_job_changes_only_the_encoding(monkeypatch, tmp_path, positional):
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    assert find_result("gsmt", f"anet_positional_{positional}").name == "04_positional.json"
+    rows = gsmt.run(f"anet_positional_{positional}", 0, "smoke")
+    name = f"anet, positional {positional}: GSMT"
+    assert set(rows) == {name, f"{name}, class-map decoding"}
+    assert all(0 <= m["average_mAP"] <= 1 for m in rows.values())

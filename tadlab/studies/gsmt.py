@@ -8,6 +8,10 @@
   holds the mAP curve, the evaluation's sampling error and the breakdown by instance length, like the baselines';
   the masks row also the class map's and masks' quality on testing and on the training videos
   (:func:`tadlab.diagnostics.mask_quality`). Seed 0's model ships (``tadlab.pretrained.load("gsmt", "anet")``).
+- ``04_positional.json``: GSMT Table 13 on the same worlds over :data:`ABLATION_SEEDS`: the headline GSMT with one
+  change, its positional encoding (none, the paper's default and best row; learned; fixed sinusoidal, the recipe's),
+  one job per encoding, each decoded by its masks and by its class map (rows "anet, positional P: GSMT" and
+  "anet, positional P: GSMT, class-map decoding"). The "fixed" job retrains the headline's model of that seed.
 
 The recipe (:data:`GSMT_OPTIONS`, :data:`TRAIN`, :data:`EPOCHS`) is the one notebook 04 chose on validation
 videos of the *earlier* worlds (``results/04_recipe_validation.json``: the anet world of seed 0 with 100
@@ -22,7 +26,8 @@ from __future__ import annotations
 
 from tadlab.diagnostics import DURATION_EDGES, mask_quality
 from tadlab.eval import ANET_TIOU, THUMOS_TIOU
-from tadlab.experiments import HEADLINE_SEEDS, detection_metrics, standard_world
+from tadlab.models.gsmt import PAPER_POSITIONAL
+from tadlab.experiments import ABLATION_SEEDS, HEADLINE_SEEDS, detection_metrics, standard_world
 from tadlab.pretrained import check_metrics
 from tadlab.studies import Result, export_model
 
@@ -38,12 +43,16 @@ TRAIN = {"batch_size": 16, "lr": 3e-3, "weight_decay": 1e-2, "clip_grad_norm": 1
 BOOTSTRAP = 100  # resamplings of the testing videos for the evaluation's sampling error (at "full")
 SHIPPED_SEEDS = (0,)
 FACTORY = "tadlab.models.gsmt:GSMT"
+POSITIONAL = ("none", "learned", "fixed")  # GSMT Table 13's rows (the recipe's is "fixed")
 
 RESULTS = [
     Result("04_headline.json", jobs=("anet",), seeds=HEADLINE_SEEDS,
            meta={"recipe": RECIPE, "recipe_chosen_on": "results/04_recipe_validation.json (earlier worlds, "
                                                       "validation, seed 0)",
                  "baselines": "results/01_baselines.json (the same worlds and seeds)",
+                 "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
+    Result("04_positional.json", jobs=tuple(f"anet_positional_{p}" for p in POSITIONAL), seeds=ABLATION_SEEDS,
+           meta={"recipe": RECIPE, "positional": list(POSITIONAL), "paper_table_13": PAPER_POSITIONAL,
                  "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
 ]
 
@@ -99,9 +108,20 @@ def headline_rows(model, world, device="cpu", bootstrap: int = 0, duration: bool
             "GSMT, class-map decoding": class_map}
 
 
+def positional_row(positional: str, row: str = "GSMT") -> str:
+    return f"anet, positional {positional}: {row}"
+
+
 def run(job: str, seed: int, profile: str, device="cpu") -> dict:
+    for positional in POSITIONAL:
+        if job == f"anet_positional_{positional}":  # one change: the positional encoding (Table 13)
+            world = standard_world("anet", profile, seed)
+            model, _ = train_gsmt(world, seed, profile, device, positional=positional)
+            rows = headline_rows(model, world, device, duration=False)
+            return {positional_row(positional, row): metrics for row, metrics in rows.items()}
     if job != "anet":
-        raise ValueError(f"unknown job {job!r} of study 'gsmt'; its jobs are ['anet']")
+        jobs = ["anet"] + [f"anet_positional_{p}" for p in POSITIONAL]
+        raise ValueError(f"unknown job {job!r} of study 'gsmt'; its jobs are {jobs}")
     world = standard_world(job, profile, seed)
     model, history = train_gsmt(world, seed, profile, device)
     rows = headline_rows(model, world, device, bootstrap=BOOTSTRAP if profile == "full" else 0)
