@@ -13,10 +13,11 @@
   one job per encoding, each decoded by its masks and by its class map (rows "anet, positional P: GSMT" and
   "anet, positional P: GSMT, class-map decoding"). The "fixed" job retrains the headline's model of that seed.
 
-The recipe (:data:`GSMT_OPTIONS`, :data:`TRAIN`, :data:`EPOCHS`) is the one notebook 04 chose on validation
+The recipe (:func:`gsmt_options`, :data:`TRAIN`, :data:`EPOCHS`) is the one notebook 04 chose on validation
 videos of the *earlier* worlds (``results/04_recipe_validation.json``: the anet world of seed 0 with 100
 validation videos; the best row within a budget of 50 epochs: mask weight 1, 50 epochs). The validation split of
-today's worlds has the same size, but the sweep was not rerun on them. Deviations from the paper, for a CPU and a
+today's worlds has the same size, but the sweep was not rerun on them, and the positional encoding was never
+chosen on validation (``04_positional.json`` measures it on testing, which may not choose it). Deviations from the paper, for a CPU and a
 few hundred training videos: width 64, one encoder layer, dropout 0.3, AdamW (lr 3e-3, batch 16, cosine, weight
 decay 1e-2, gradient clipping at 1) for 50 epochs instead of SGD (lr 1e-4, batch 200) for 15; the fixed sinusoidal
 positional encoding (GSMT Table 13's best row has none; the synthetic features carry no trace of position); each
@@ -26,8 +27,8 @@ from __future__ import annotations
 
 from tadlab.diagnostics import DURATION_EDGES, mask_quality
 from tadlab.eval import ANET_TIOU, THUMOS_TIOU
-from tadlab.models.gsmt import PAPER_POSITIONAL
 from tadlab.experiments import ABLATION_SEEDS, HEADLINE_SEEDS, detection_metrics, standard_world
+from tadlab.models.gsmt import PAPER_POSITIONAL
 from tadlab.pretrained import check_metrics
 from tadlab.studies import Result, export_model
 
