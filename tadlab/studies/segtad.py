@@ -5,8 +5,9 @@
   model read three ways (:data:`READINGS`): the paper's decoding with the video's top-2 classes ("SegTAD"), classes
   from the proposal's own span, and the 1D-SSN alone (its class map decoded by class-map grouping, the third
   baseline's decoder). Seed 0's model ships (``tadlab.pretrained``, name "segtad").
-- ``07_ablations.json``: one change from the headline recipe per job over :data:`ABLATION_SEEDS` (the PDN without
-  its proposal graph, the paper's Table 7), read the same three ways.
+- ``07_ablations.json``: one change from the headline recipe per job over :data:`ABLATION_SEEDS`, read the same three
+  ways: the PDN without its proposal graph (the paper's Table 7), then each PAG branch switched off in turn (the
+  shape of its Table 5).
 
 The recipe (:data:`MODEL`, :data:`PATTERN`, :data:`TRAIN`, :data:`EPOCHS`, :data:`DETECT`) is the one notebook 07
 chose on the validation videos of the earlier full world of seed 0 (its section 6, ``07_recipe_validation.json``,
@@ -33,7 +34,10 @@ DETECT = dict(classes="video", top_classes=2)  # the headline's decoding (chosen
 READINGS = {"SegTAD": DETECT, "SegTAD, classes from the proposal": dict(classes="proposal"),
             "1D-SSN alone (class-map grouping)": dict(decoding="segmentation")}
 BOOTSTRAP = 100  # resamplings of the testing videos for the evaluation's sampling error (at "full")
-ABLATIONS = {"pdn_no_graph": ("PDN without graph (1x1 conv)", dict(pdn_graph=False))}  # job: (row prefix, change)
+ABLATIONS = {"pdn_no_graph": ("PDN without graph (1x1 conv)", dict(pdn_graph=False)),  # job: (row prefix, change)
+             "pag_no_gc": ("PAG without GC (graph)", dict(graph=False)),
+             "pag_no_ac": ("PAG without AC (atrous)", dict(atrous=False)),
+             "pag_no_gp": ("PAG without GP (global pool)", dict(global_pool=False))}
 SHIPPED_SEEDS = (0,)
 
 RESULTS = [
