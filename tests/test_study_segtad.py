@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import tadlab.pretrained as pretrained
+from tadlab.models import SegTADConfig
 from tadlab.experiments import ABLATION_SEEDS, HEADLINE_SEEDS, RESULTS_DIR, load_runs, standard_world
 from tadlab.studies import STUDIES, exported_models, merge, part_path, plan, run_job
 from tadlab.studies import segtad
@@ -29,6 +30,10 @@ def test_the_recipe_is_notebook_07s_and_overrides_change_one_setting():
     changed = segtad.recipe("anet", "full", pdn_graph=False)
     assert changed["config"] == {**chosen["config"], "pdn_graph": False}
     assert segtad.recipe("anet", "smoke")["epochs"] == 1
+    fields = SegTADConfig.__dataclass_fields__
+    for job, (name, change) in segtad.ABLATIONS.items():  # each ablation job: one setting of the model changed
+        [(key, value)] = change.items()
+        assert key not in segtad.MODEL and fields[key].default is True and value is False
 
 
 def test_unknown_jobs_are_refused():
