@@ -33,7 +33,7 @@ from pathlib import Path
 
 from tadlab.experiments import PROFILES, RESULTS_DIR, SeedRuns, _jsonable, save_runs
 
-STUDIES = ("baselines", "sptad", "benchmark")  # the modules of this package that are studies, in notebook order
+STUDIES = ("baselines", "gsmt", "sptad", "rrm", "segtad", "benchmark")  # the modules of this package that are studies, in notebook order
 ROOT = RESULTS_DIR.parent
 JOB_NAME = re.compile(r"^[A-Za-z0-9_.=+-]+$")  # job names become folder names
 

@@ -1,0 +1,148 @@
+"""Notebook 04's experiments: GSMT (global segmentation masks, Nag et al.) on the headline worlds.
+
+- ``04_headline.json``: GSMT trained on ``standard_world("anet", profile, seed)`` over :data:`HEADLINE_SEEDS`, the
+  worlds and seeds of notebook 01's ``01_baselines.json``, so its rows pair with the baselines seed by seed. Two
+  rows from one trained model: ``"anet: GSMT"``, decoded by its masks (the paper's way, Sec. 3.3: "long" decoding
+  on ActivityNet, class-aware Soft-NMS), and ``"anet: GSMT, class-map decoding"``, the same model's class map
+  grouped by :mod:`tadlab.grouping` as notebook 01's third baseline decodes (one change: the decoder). Each row
+  holds the mAP curve, the evaluation's sampling error and the breakdown by instance length, like the baselines';
+  the masks row also the class map's and masks' quality on testing and on the training videos
+  (:func:`tadlab.diagnostics.mask_quality`). Seed 0's model ships (``tadlab.pretrained.load("gsmt", "anet")``).
+- ``04_positional.json``: GSMT Table 13 on the same worlds over :data:`ABLATION_SEEDS`: the headline GSMT with one
+  change, its positional encoding (none, the paper's default and best row; learned; fixed sinusoidal, the recipe's),
+  one job per encoding, each decoded by its masks and by its class map (rows "anet, positional P: GSMT" and
+  "anet, positional P: GSMT, class-map decoding"). The "fixed" job retrains the headline's model of that seed.
+
+The recipe (:func:`gsmt_options`, :data:`TRAIN`, :data:`EPOCHS`) is the one notebook 04 chose on validation
+videos of the *earlier* worlds (``results/04_recipe_validation.json``: the anet world of seed 0 with 100
+validation videos; the best row within a budget of 50 epochs: mask weight 1, 50 epochs). The validation split of
+today's worlds has the same size, but the sweep was not rerun on them, and the positional encoding was never
+chosen on validation (``04_positional.json`` measures it on testing, which may not choose it). Deviations from the paper, for a CPU and a
+few hundred training videos: width 64, one encoder layer, dropout 0.3, AdamW (lr 3e-3, batch 16, cosine, weight
+decay 1e-2, gradient clipping at 1) for 50 epochs instead of SGD (lr 1e-4, batch 200) for 15; the fixed sinusoidal
+positional encoding (GSMT Table 13's best row has none; the synthetic features carry no trace of position); each
+video's per-channel mean subtracted (``center_features``, not in the paper).
+"""
+from __future__ import annotations
+
+from tadlab.diagnostics import DURATION_EDGES, mask_quality
+from tadlab.eval import ANET_TIOU, THUMOS_TIOU
+from tadlab.experiments import ABLATION_SEEDS, HEADLINE_SEEDS, detection_metrics, standard_world
+from tadlab.models.gsmt import PAPER_POSITIONAL
+from tadlab.pretrained import check_metrics
+from tadlab.studies import Result, export_model
+
+NOTEBOOK = "04"
+TIOU = {"thumos": THUMOS_TIOU, "anet": ANET_TIOU}
+DECODING = {"anet": "long", "thumos": "short"}  # Sec. 3.3 (THUMOS: chosen per model on validation, mask_decoding)
+# The recipe of notebook 04 (chosen on the earlier worlds' validation videos, results/04_recipe_validation.json)
+RECIPE = {"mask_weight": 1.0, "epochs": 50}
+EPOCHS = {"smoke": 2, "ci": 30, "full": RECIPE["epochs"]}  # "smoke" and "ci": short, to run in seconds / minutes
+HIDDEN = {"smoke": 16, "ci": 64, "full": 64}
+TRAIN = {"batch_size": 16, "lr": 3e-3, "weight_decay": 1e-2, "clip_grad_norm": 1.0, "optimizer": "adamw",
+         "schedule": "cosine"}
+BOOTSTRAP = 100  # resamplings of the testing videos for the evaluation's sampling error (at "full")
+SHIPPED_SEEDS = (0,)
+FACTORY = "tadlab.models.gsmt:GSMT"
+POSITIONAL = ("none", "learned", "fixed")  # GSMT Table 13's rows (the recipe's is "fixed")
+
+RESULTS = [
+    Result("04_headline.json", jobs=("anet",), seeds=HEADLINE_SEEDS,
+           meta={"recipe": RECIPE, "recipe_chosen_on": "results/04_recipe_validation.json (earlier worlds, "
+                                                      "validation, seed 0)",
+                 "baselines": "results/01_baselines.json (the same worlds and seeds)",
+                 "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
+    Result("04_positional.json", jobs=tuple(f"anet_positional_{p}" for p in POSITIONAL), seeds=ABLATION_SEEDS,
+           meta={"recipe": RECIPE, "positional": list(POSITIONAL), "paper_table_13": PAPER_POSITIONAL,
+                 "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
+]
+
+
+def gsmt_options(profile: str, **change) -> dict:
+    """GSMT's keyword arguments (besides the world's sizes) at ``profile``, with ``change``."""
+    return {"hidden": HIDDEN[profile], "heads": 4, "layers": 1, "positional": "fixed", "center_features": True,
+            "dropout": 0.3, "mask_weight": RECIPE["mask_weight"], **change}
+
+
+def train_gsmt(world, seed: int, profile: str, device="cpu", epochs: int | None = None, **change):
+    """A GSMT trained on ``world``'s training videos with the recipe (``change``: other model options)."""
+    from tadlab.models.gsmt import GSMT
+    from tadlab.train import fit
+    from tadlab.utils import seed_everything
+
+    seed_everything(seed)  # the same initial weights for every row of a seed
+    model = GSMT(world.feature_dim, world.num_classes, world.num_snippets, **gsmt_options(profile, **change))
+    history = fit(model, world.dataset("training"), epochs=EPOCHS[profile] if epochs is None else epochs, seed=seed,
+                  device=device, progress=False, **TRAIN)
+    return model, history
+
+
+def mask_detect(preset: str, decoding: str | None = None) -> dict:
+    """``detect`` options of the paper's decoding: the masks, "long" (ActivityNet) or "short", Soft-NMS per preset."""
+    return {"source": "masks", "decoding": decoding or DECODING[preset], "nms": preset}
+
+
+def class_map_detect(preset: str) -> dict:
+    """``detect`` options of class-map grouping (the third baseline's decoder) on GSMT's class map."""
+    return {"source": "class_map", "nms": preset}
+
+
+def mask_decoding(model, world, device="cpu") -> str:
+    """ActivityNet: "long"; THUMOS: the better of "long" and "short" on the validation videos."""
+    if world.preset == "anet":
+        return "long"
+    scores = {d: detection_metrics(model, world, TIOU[world.preset], subset="validation", device=device,
+                                   **mask_detect(world.preset, d))["average_mAP"] for d in ("long", "short")}
+    return max(scores, key=scores.get)
+
+
+def headline_rows(model, world, device="cpu", bootstrap: int = 0, duration: bool = True) -> dict:
+    """``{"GSMT": metrics, "GSMT, class-map decoding": metrics}`` of a trained GSMT on ``world``'s testing videos."""
+    preset = world.preset
+    decoding = mask_decoding(model, world, device)
+    measure = {"device": device, "bootstrap": bootstrap, "duration_edges": DURATION_EDGES[preset] if duration else None}
+    masks = detection_metrics(model, world, TIOU[preset], **measure, **mask_detect(preset, decoding))
+    quality = {**mask_quality(model, world.dataset("testing"), device=device),
+               **{f"train_{k}": v for k, v in mask_quality(model, world.dataset("training"), device=device).items()}}
+    class_map = detection_metrics(model, world, TIOU[preset], **measure, **class_map_detect(preset))
+    return {"GSMT": {**masks, "decoding": decoding, "training_videos": len(world.dataset("training")), **quality},
+            "GSMT, class-map decoding": class_map}
+
+
+def positional_row(positional: str, row: str = "GSMT") -> str:
+    return f"anet, positional {positional}: {row}"
+
+
+def run(job: str, seed: int, profile: str, device="cpu") -> dict:
+    for positional in POSITIONAL:
+        if job == f"anet_positional_{positional}":  # one change: the positional encoding (Table 13)
+            world = standard_world("anet", profile, seed)
+            model, _ = train_gsmt(world, seed, profile, device, positional=positional)
+            rows = headline_rows(model, world, device, duration=False)
+            return {positional_row(positional, row): metrics for row, metrics in rows.items()}
+    if job != "anet":
+        jobs = ["anet"] + [f"anet_positional_{p}" for p in POSITIONAL]
+        raise ValueError(f"unknown job {job!r} of study 'gsmt'; its jobs are {jobs}")
+    world = standard_world(job, profile, seed)
+    model, history = train_gsmt(world, seed, profile, device)
+    rows = headline_rows(model, world, device, bootstrap=BOOTSTRAP if profile == "full" else 0)
+    meta = {"recipe": RECIPE, "epochs": EPOCHS[profile], "training_seconds": history.seconds,
+            "final_loss": {k: v[-1] for k, v in history.train.items()}}
+    if seed in SHIPPED_SEEDS:
+        meta["pretrained"] = [ship(model, job, seed, profile, rows, device)]
+    return {**{f"{job}: {row}": metrics for row, metrics in rows.items()}, "meta": meta}
+
+
+def ship(model, preset: str, seed: int, profile: str, rows: dict, device) -> dict:
+    """Export a trained GSMT (decoded by its masks, its "GSMT" row) for shipping."""
+    world = standard_world(preset, profile, seed)
+    kwargs = {"feature_dim": world.feature_dim, "num_classes": world.num_classes,
+              "num_snippets": world.num_snippets, **gsmt_options(profile)}
+    detect = mask_detect(preset, rows["GSMT"]["decoding"])
+    metrics = {"average_mAP": rows["GSMT"]["average_mAP"],
+               "class_map_average_mAP": rows["GSMT, class-map decoding"]["average_mAP"],
+               "check": check_metrics(model, world, TIOU[preset], device, **detect)}
+    return export_model(model, study_name="gsmt", job=preset, seed=seed, profile=profile, name="gsmt",
+                        preset=preset, factory=FACTORY, kwargs=kwargs, detect=detect,
+                        world={"preset": preset, "profile": profile, "seed": seed},
+                        recipe={**RECIPE, "epochs": EPOCHS[profile], **TRAIN}, metrics=metrics)

@@ -1,0 +1,51 @@
+"""Notebook 04's study: a smoke job of GSMT trains in seconds, returns both rows (masks and class-map decoding) with
+their mAP curves, exports seed 0's model for shipping, and refuses an unknown job."""
+import json
+
+import pytest
+
+import tadlab.studies as studies
+from tadlab.studies import find_result, part_path, run_job
+from tadlab.studies import gsmt
+
+
+def test_gsmt_is_a_study_after_the_baselines():
+    assert studies.STUDIES.index("gsmt") == studies.STUDIES.index("baselines") + 1
+    result = find_result("gsmt", "anet")
+    assert result.name == "04_headline.json" and result.seeds == (0, 1, 2, 3, 4) and result.subset == "testing"
+
+
+def test_a_smoke_job_returns_both_rows_and_exports_the_model(monkeypatch, tmp_path):
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    path = run_job("gsmt", "anet", 0, "smoke")
+    assert path == part_path("smoke", "gsmt", "anet", 0)
+    part = json.loads(path.read_text())
+    rows = part["rows"]
+    assert set(rows) == {"anet: GSMT", "anet: GSMT, class-map decoding"}
+    for metrics in rows.values():
+        assert 0 <= metrics["average_mAP"] <= 1 and len(metrics["mAP"]) == len(metrics["tiou_thresholds"]) == 10
+        assert metrics["subset"] == "testing"
+    assert rows["anet: GSMT"]["decoding"] == "long" and 0 <= rows["anet: GSMT"]["column_iou"] <= 1
+    [entry] = part["meta"]["pretrained"]
+    assert (entry["name"], entry["preset"], entry["seed"]) == ("gsmt", "anet", 0)
+    assert entry["detect"] == {"source": "masks", "decoding": "long", "nms": "anet"}
+    assert entry["kwargs"]["positional"] == "fixed" and entry["world"] == {"preset": "anet", "profile": "smoke",
+                                                                          "seed": 0}
+    assert (path.parent / "seed0-models" / entry["file"]).is_file()
+
+
+def test_an_unknown_job_is_refused():
+    with pytest.raises(ValueError, match="unknown job 'thumos' of study 'gsmt'; its jobs are"):
+        gsmt.run("thumos", 0, "smoke")
+    with pytest.raises(ValueError, match="has no job 'thumos'"):
+        run_job("gsmt", "thumos", 0, "smoke")
+
+
+@pytest.mark.parametrize("positional", ["none", "learned"])
+def test_a_positional_job_changes_only_the_encoding(monkeypatch, tmp_path, positional):
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    assert find_result("gsmt", f"anet_positional_{positional}").name == "04_positional.json"
+    rows = gsmt.run(f"anet_positional_{positional}", 0, "smoke")
+    name = f"anet, positional {positional}: GSMT"
+    assert set(rows) == {name, f"{name}, class-map decoding"}
+    assert all(0 <= m["average_mAP"] <= 1 for m in rows.values())

@@ -1,0 +1,88 @@
+"""The segtad study (notebook 07): its results files pair with notebook 01's baselines (same preset, seeds), a smoke
+job returns the three readings of one trained model and exports seed 0's model so that it ships and loads, the
+ablation job changes one setting, and the stored full-profile rows (when present) hold what the notebook reads."""
+import json
+
+import pytest
+import torch
+
+import tadlab.pretrained as pretrained
+from tadlab.models import SegTADConfig
+from tadlab.experiments import ABLATION_SEEDS, HEADLINE_SEEDS, RESULTS_DIR, load_runs, standard_world
+from tadlab.studies import STUDIES, exported_models, merge, part_path, plan, run_job
+from tadlab.studies import segtad
+
+ROWS = ["SegTAD", "SegTAD, classes from the proposal", "1D-SSN alone (class-map grouping)"]
+
+
+def test_the_study_declares_its_files_beside_notebook_01():
+    assert STUDIES.index("baselines") < STUDIES.index("segtad") < STUDIES.index("benchmark")
+    files = {result.name: result for name, result in plan("full") if name == "segtad"}
+    assert files["07_headline.json"].jobs == ("anet",) and files["07_headline.json"].seeds == HEADLINE_SEEDS
+    assert files["07_ablations.json"].seeds == ABLATION_SEEDS
+    assert list(segtad.READINGS) == ROWS
+
+
+def test_the_recipe_is_notebook_07s_and_overrides_change_one_setting():
+    chosen = segtad.recipe("anet", "full")
+    assert chosen["epochs"] == 25 and chosen["lr"] == 3e-3 and chosen["batch_size"] == 16
+    assert chosen["config"] == {"hidden": 64, "graph_k": 4, "pdn_k": 4, "center_features": True, "eta": 4}
+    changed = segtad.recipe("anet", "full", pdn_graph=False)
+    assert changed["config"] == {**chosen["config"], "pdn_graph": False}
+    assert segtad.recipe("anet", "smoke")["epochs"] == 1
+    fields = SegTADConfig.__dataclass_fields__
+    for job, (name, change) in segtad.ABLATIONS.items():  # each ablation job: one setting of the model changed
+        [(key, value)] = change.items()
+        assert key not in segtad.MODEL and fields[key].default is True and value is False
+
+
+def test_unknown_jobs_are_refused():
+    with pytest.raises(ValueError, match="unknown job 'thumos'.*'anet'"):
+        segtad.run("thumos", 0, "smoke")
+
+
+def test_a_smoke_job_reads_one_model_three_ways_and_ships_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    path = run_job("segtad", "anet", 0, "smoke")
+    assert path == part_path("smoke", "segtad", "anet", 0)
+    part = json.loads(path.read_text())
+    assert list(part["rows"]) == ROWS
+    for metrics in part["rows"].values():
+        assert 0.0 <= metrics["average_mAP"] <= 1.0 and len(metrics["mAP"]) == 10
+    assert part["meta"]["recipe"]["epochs"] == 1
+    [(entry, folder)] = [(e, f) for e, f in exported_models("smoke") if e["name"] == "segtad"]
+    assert entry["preset"] == "anet" and entry["detect"] == {"classes": "video", "top_classes": 2}
+    assert entry["world"] == {"preset": "anet", "profile": "smoke", "seed": 0}
+    target = tmp_path / "shipped"
+    target.mkdir()
+    pretrained.ship([(entry, folder)], target)
+    monkeypatch.setattr(pretrained, "HERE", target)
+    monkeypatch.setattr(pretrained, "MANIFEST", target / "manifest.json")
+    model = pretrained.load("segtad", preset="anet", seed=0)
+    check = pretrained.check_metrics(model, standard_world("anet", "smoke", 0), segtad.TIOU["anet"], **entry["detect"])
+    assert check == pytest.approx(entry["metrics"]["check"], abs=1e-6)
+    stored = load_runs(merge("segtad", "07_headline.json", "smoke"))
+    assert list(stored) == ROWS and stored.meta["study"] == "segtad" and stored["SegTAD"].seeds == [0]
+
+
+def test_the_ablation_job_changes_the_pdn_graph_only(monkeypatch, tmp_path):
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    part = json.loads(run_job("segtad", "pdn_no_graph", 0, "smoke").read_text())
+    assert list(part["rows"]) == [f"PDN without graph (1x1 conv): {row}" for row in ROWS]
+    assert part["meta"]["recipe"]["config"]["pdn_graph"] is False and "pretrained" not in part["meta"]
+    world = standard_world("anet", "smoke", 0)
+    model, _ = segtad.train_segtad(world, "anet", "smoke", 0, pdn_graph=False)
+    assert not model.config.pdn_graph and model.config.hidden == 64 and not model.training
+
+
+def test_the_stored_headline_pairs_with_notebook_01():
+    path = RESULTS_DIR / "07_headline.json"
+    stored = load_runs(path)
+    if stored.meta.get("study") != "segtad":
+        pytest.skip("07_headline.json is still the hand-run notebook's (not the workflow's)")
+    baselines = load_runs(RESULTS_DIR / "01_baselines.json")
+    assert list(stored) == ROWS and stored.meta["profile"] == "full"
+    for row in stored.values():
+        assert row.seeds == baselines["anet: class map grouping"].seeds
+        assert all(len(m["mAP"]) == 10 and "bootstrap_error" in m and "duration" in m for m in row.metrics)
+    assert torch.isfinite(torch.tensor(stored["SegTAD"].values())).all()
