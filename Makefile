@@ -58,9 +58,13 @@ notebooks: venv
 	$(BIN)/python scripts/run_notebooks.py --profile $(PROFILE)
 
 # Two test files (or notebooks) at a time, one thread each: the 2-core machines these run on stay fully used.
+# A kernel may take longer than nbval's default 60 s to answer its first request while the other notebook trains
+# on a loaded machine (a CI run lost all of notebook 04 that way): it gets KERNEL_STARTUP_S.
+KERNEL_STARTUP_S ?= 600
 test: venv
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile tests
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile --nbval notebooks
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -n $(JOBS) --dist loadfile --nbval notebooks \
+		--nbval-kernel-startup-timeout $(KERNEL_STARTUP_S)
 
 student: venv
 	$(BIN)/python scripts/student_copies.py --output-dir out/student
