@@ -87,8 +87,9 @@ def duplicate_share(detections: list, top: int = 10) -> float:
 
 
 @torch.no_grad()
-def diagnose(model, world, subset: str = "testing", device="cpu", iou: float = 0.5) -> dict:
-    """Localisation and classification apart, over the instances of ``subset``:
+def diagnose(model, world, subset: str = "testing", device="cpu", iou: float = 0.5, items=None) -> dict:
+    """Localisation and classification apart, over the instances of ``subset`` (or of ``items``, e.g. the windows
+    of :func:`tadlab.windows.crop_windows`, when given):
 
     - ``localised``: the share of all instances that some last-stage proposal overlaps by tIoU >= ``iou`` (whatever
       its class);
@@ -98,7 +99,7 @@ def diagnose(model, world, subset: str = "testing", device="cpu", iou: float = 0
     - ``video_class_right``: the share of all instances whose class is the video-level head's top class (0 without
       the head).
     """
-    items = list(world.dataset(subset))
+    items = list(world.dataset(subset)) if items is None else list(items)
     model = model.to(device).eval()
     localised = class_right = video_right = total = 0
     for start in range(0, len(items), 32):
@@ -107,7 +108,8 @@ def diagnose(model, world, subset: str = "testing", device="cpu", iou: float = 0
         for i, item in enumerate(chunk):
             if len(item["labels"]) == 0:
                 continue
-            overlap = segment_iou(item["segments"], outputs["segments"][i].cpu().clamp(0, world.num_snippets))
+            length = item["features"].shape[-1]
+            overlap = segment_iou(item["segments"], outputs["segments"][i].cpu().clamp(0, length))
             found = overlap.amax(1) >= iou  # (M,) instances some proposal localises
             best = overlap.argmax(1)  # (M,) each instance's best-overlapping proposal
             top_class = outputs["logits"][i].cpu()[best].argmax(-1)

@@ -58,3 +58,18 @@ def test_paired_rows_restrict_notebook_01s_rows_to_the_headlines_seeds():
     assert paired_difference(rows[sptad.ROW], rows["naive"]).seeds == (0, 1, 2)
     with pytest.raises(ValueError, match="lacks seeds"):
         sptad.paired_rows({name: SeedRuns(name, [7], [{"average_mAP": 0.1}]) for name in headline}, baselines)
+
+
+def test_the_windowed_job_trains_on_windows_and_measures_whole_testing_videos(tmp_path, monkeypatch):
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    result = find_result("sptad", sptad.WINDOWS_JOB)
+    assert result.name == "05_windows.json" and result.seeds == sptad.SEEDS
+    assert result.meta["windows"] == sptad.WINDOWS and result.meta["model"]["center_features"] is False
+    part = json.loads(run_job("sptad", sptad.WINDOWS_JOB, 0, "smoke").read_text())
+    assert list(part["rows"]) == [sptad.WINDOW_ROW, sptad.WINDOW_NO_ACTION_ROW]
+    world = standard_world("thumos", "smoke", 0)
+    for metrics in part["rows"].values():
+        assert len(metrics["mAP"]) == len(THUMOS_TIOU) and 0 <= metrics["average_mAP"] <= 1
+        assert metrics["subset"] == "testing" and metrics["epochs"] == 1 and metrics["final_loss"] > 0
+    assert sum(part["rows"][sptad.WINDOW_ROW]["duration"]["count"]) == sum(
+        len(item["labels"]) for item in world.dataset("testing"))
