@@ -49,3 +49,11 @@ def test_a_positional_job_changes_only_the_encoding(monkeypatch, tmp_path, posit
     name = f"anet, positional {positional}: GSMT"
     assert set(rows) == {name, f"{name}, class-map decoding"}
     assert all(0 <= m["average_mAP"] <= 1 for m in rows.values())
+
+
+def test_the_live_ci_run_trains_more_steps_than_the_full_recipes_batch_would_give():
+    from tadlab.studies import gsmt
+
+    assert gsmt.train_options("full") == gsmt.TRAIN and gsmt.train_options("full")["batch_size"] == 16
+    assert gsmt.train_options("ci") == {**gsmt.TRAIN, "batch_size": 4} and gsmt.EPOCHS["ci"] == 80
+    assert gsmt.EPOCHS["full"] == gsmt.RECIPE["epochs"]
