@@ -42,15 +42,10 @@ RECIPE = {"mask_weight": 1.0, "epochs": 50}
 # batch 16 and 30 epochs, 0.008 at batch 4 and 30 epochs, 0.047 at 60, 0.103 at 80): a few hundred steps are too
 # few for the masks to learn where their instance is. "smoke": seconds, to show that every cell runs.
 EPOCHS = {"smoke": 2, "ci": 80, "full": RECIPE["epochs"]}
-BATCH = {"smoke": 16, "ci": 4, "full": 16}
 HIDDEN = {"smoke": 16, "ci": 64, "full": 64}
 TRAIN = {"batch_size": 16, "lr": 3e-3, "weight_decay": 1e-2, "clip_grad_norm": 1.0, "optimizer": "adamw",
          "schedule": "cosine"}
-
-
-def train_options(profile: str) -> dict:
-    """:data:`TRAIN` with the batch size of ``profile`` (:data:`BATCH`)."""
-    return {**TRAIN, "batch_size": BATCH[profile]}
+BATCH = {"smoke": TRAIN["batch_size"], "ci": 4, "full": TRAIN["batch_size"]}
 BOOTSTRAP = 100  # resamplings of the testing videos for the evaluation's sampling error (at "full")
 SHIPPED_SEEDS = (0,)
 FACTORY = "tadlab.models.gsmt:GSMT"
@@ -66,6 +61,11 @@ RESULTS = [
            meta={"recipe": RECIPE, "positional": list(POSITIONAL), "paper_table_13": PAPER_POSITIONAL,
                  "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
 ]
+
+
+def train_options(profile: str) -> dict:
+    """:data:`TRAIN` with the batch size of ``profile`` (:data:`BATCH`)."""
+    return {**TRAIN, "batch_size": BATCH[profile]}
 
 
 def gsmt_options(profile: str, **change) -> dict:

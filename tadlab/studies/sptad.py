@@ -59,13 +59,13 @@ RESULTS = [
 ]
 
 
-def test_windows(world, subset: str = "testing") -> list:
-    """The windows of ``subset``'s videos at the inference stride, as the detector cuts them, each with the
-    instances it records (:func:`~tadlab.windows.crop_windows`; windows without one are left out)."""
+def subset_windows(world, subset: str = "testing", stride: int = WINDOWS["test_stride"]) -> list:
+    """The :data:`WINDOWS` of ``subset``'s videos, ``stride`` apart (by default the inference stride, as the
+    detector cuts them), centred per video, each with the instances it records
+    (:func:`~tadlab.windows.crop_windows`; windows without one are left out)."""
     from tadlab.windows import crop_windows
 
-    return crop_windows(world.dataset(subset), WINDOWS["length"], WINDOWS["test_stride"], WINDOWS["min_ioa"],
-                        center_features=True)
+    return crop_windows(world.dataset(subset), WINDOWS["length"], stride, WINDOWS["min_ioa"], center_features=True)
 
 
 def train_windows(world, seed: int, profile: str, device="cpu", **overrides):
@@ -73,16 +73,14 @@ def train_windows(world, seed: int, profile: str, device="cpu", **overrides):
     videos for :data:`WINDOW_EPOCHS` of ``profile``; returns ``(detector, history)``, the detector a
     :class:`~tadlab.windows.SlidingWindowDetector` that runs it on whole videos."""
     from tadlab.models.sptad import SPTAD
-    from tadlab.windows import SlidingWindowDetector, crop_windows
+    from tadlab.windows import SlidingWindowDetector
 
-    w = WINDOWS
-    windows = crop_windows(world.dataset("training"), w["length"], w["train_stride"], w["min_ioa"],
-                           center_features=True)
+    windows = subset_windows(world, "training", WINDOWS["train_stride"])
     seed_everything(seed)
     model = SPTAD(world.feature_dim, world.num_classes, **{**WINDOW_MODEL, **overrides})
     history = fit(model, windows, epochs=WINDOW_EPOCHS[profile], lr=WINDOW_LR, seed=seed, device=device,
                   progress=False, **WINDOW_TRAIN)
-    return SlidingWindowDetector(model, w["length"], w["test_stride"], center_features=True), history
+    return SlidingWindowDetector(model, WINDOWS["length"], WINDOWS["test_stride"], center_features=True), history
 
 
 def window_measure(detector, world, subset: str = "testing", device="cpu", **detect_kwargs) -> dict:
@@ -92,7 +90,7 @@ def window_measure(detector, world, subset: str = "testing", device="cpu", **det
     (:func:`~tadlab.sptad_study.duplicate_share`) and :func:`~tadlab.sptad_study.diagnose`."""
     from tadlab.sptad_study import diagnose, duplicate_share
 
-    windows = test_windows(world, subset)
+    windows = subset_windows(world, subset)
     metrics = detection_metrics(detector, world, THUMOS_TIOU, subset, device, **detect_kwargs)
     clip_detections = predict(detector.model, windows, device=device, **detect_kwargs)
     return {**metrics, "duplicates": duplicate_share(clip_detections),
