@@ -103,6 +103,10 @@ class SlidingWindowDetector(nn.Module):
             raise TypeError(f"nms must be a dict of batched_soft_nms arguments or None, got {nms!r}")
         self.nms = {} if nms is None else dict(nms)
 
+    @property
+    def feature_dim(self) -> int:
+        return self.model.feature_dim
+
     def forward(self, features: torch.Tensor) -> dict:
         if not isinstance(features, torch.Tensor) or features.dim() != 3:
             raise ValueError(f"features must be a (B, C, T) tensor, got "

@@ -39,7 +39,7 @@ from tadlab.utils import seed_everything
 NOTEBOOK = "06"
 PRESET = "anet"
 ITERATIONS = 3  # the RRM's training (and test-time) iterations
-BMN_LR, RRM_LR = 3e-3, 3e-3  # notebook 06's recipe (results/06_recipe_validation.json)
+BMN_LR, RRM_LR = benchmark.BMN_LR, 3e-3  # notebook 06's recipe (results/06_recipe_validation.json)
 RRM_EPOCHS = {"smoke": 1, "ci": 5, "full": 15}  # as BMN's (benchmark.epochs)
 BOOTSTRAP = 100
 SHIPPED_SEEDS = (0,)
@@ -106,7 +106,7 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
         raise ValueError(f"unknown job {job!r} of study 'rrm'; its job is {PRESET!r}")
     world = standard_world(PRESET, profile, seed)
     started = time.perf_counter()
-    bmn, detect = benchmark.train("bmn", world, seed, BMN_LR, profile, device)
+    bmn, detect, _ = benchmark.train("bmn", world, seed, BMN_LR, profile, device)
     bmn_seconds = time.perf_counter() - started
     started = time.perf_counter()
     refined = train_rrm(bmn, world, seed, profile, device)
