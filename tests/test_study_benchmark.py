@@ -57,3 +57,11 @@ def test_stored_rows_rename_each_familys_row_and_pair_over_shared_seeds(tmp_path
     with pytest.raises(ValueError, match="preset must be one of"):
         benchmark.stored_rows("kinetics", "smoke")
 
+
+
+def test_every_stored_row_of_the_table_exists_at_full():
+    """The committed results hold every row notebook 08 reads, over the seeds its file declares."""
+    for preset in benchmark.PRESETS:
+        rows = benchmark.stored_rows(preset, "full")
+        assert set(rows) == set(benchmark.ROWS[preset])
+        assert all(len(row.seeds) >= 3 for row in rows.values())
