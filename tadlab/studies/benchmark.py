@@ -259,8 +259,7 @@ def cost(family: str, preset: str, profile: str, device="cpu", videos: int = 50)
 
     torch.set_num_threads(1)
     world = standard_world(preset, profile, 0)
-    data = world.dataset("training")  # the features exist before the peak is measured: only the training counts
-    before = _rss_mb()
+    before = _rss_mb()  # the world's features are made with the world, before the peak is reset
     _peak_mb(reset=True)
     seed_everything(0)
     model = build(family, world, profile)
