@@ -109,6 +109,23 @@ def test_dilations_scale_with_the_encoded_length():
     assert [conv.dilation[0] for conv in model.ssn.pag.atrous] == [1, 5]
 
 
+def test_encoder_strides_set_the_encoded_length_and_keep_every_output_at_t():
+    assert SegTADConfig(C, K, 100).encoder_strides == (2, 2, 2) and SegTADConfig(C, K, 100).stride == 8  # the paper
+    config = SegTADConfig(C, K, T, hidden=H, graph_k=2, encoder_strides=(1, 1, 2))
+    assert config.stride == 2 and config.encoded_length == 22 and config.dilations == scaled_dilations(22)
+    ssn = SSN1D(config)
+    assert [conv.stride[0] for conv in ssn.encoder] == [1, 1, 2]
+    outputs = ssn(torch.randn(2, C, T))
+    assert outputs["logits"].shape == (2, K + 1, T) and outputs["snippet_graph"].shape == (2, 22, 2)
+    unstrided = SSN1D(SegTADConfig(C, K, 37, hidden=H, graph_k=2, encoder_strides=(1, 1)))  # two layers, no padding
+    assert unstrided(torch.randn(1, C, 37))["snippet_graph"].shape == (1, 37, 2)
+    for bad in [(2,), (2, 0, 2), (2, 2.0, 2)]:
+        with pytest.raises(ValueError, match="encoder_strides"):
+            SegTADConfig(C, K, T, encoder_strides=bad)
+    with pytest.raises(ValueError, match=r"encodes to ceil\(T/4\) = 2 .* graph_k=2"):
+        SegTADConfig(C, K, 8, graph_k=2, encoder_strides=(2, 2))
+
+
 # -------------------------------------------------------------------------------------------- graph pieces
 def test_knn_graph_matches_brute_force():
     features = torch.randn(2, 5, 12, generator=torch.Generator().manual_seed(3))
@@ -426,6 +443,29 @@ def test_decode_proposals_scores_and_classes_by_hand():
     assert two_video["labels"].tolist() == [0, 1, 0, 1, 0, 1]
     with pytest.raises(ValueError, match="classes"):
         decode_proposals(proposals, scores, probs, classes="segment")
+    # class_scores: an external video classifier's (B, K) probabilities take the place of the 1D-SSN's
+    [external] = decode_proposals(proposals, scores, probs, class_scores=torch.tensor([[0.25, 0.75]]), nms=KEEP_ALL)
+    assert external["labels"].tolist() == [1, 1, 1]
+    assert torch.allclose(external["scores"], torch.tensor([0.9, 0.5, 0.2]) * 0.75)
+    with pytest.raises(ValueError, match=r"class_scores must be a tensor \(B, K\) = \(1, 2\)"):
+        decode_proposals(proposals, scores, probs, class_scores=torch.ones(1, 3))
+
+
+def test_an_external_video_classifier_gives_segtad_its_classes():
+    from tadlab.models import ProposalDetector, VideoClassifier
+
+    model = small_model().eval()
+    classifier = VideoClassifier(C, K).eval()
+    detector = ProposalDetector(model, classifier).eval()
+    features = torch.randn(2, C, T)
+    with torch.no_grad():
+        outputs = detector(features)
+        detections = detector.detect(outputs, top_classes=1)
+    video_class = outputs["class_probs"].argmax(dim=1)
+    for b, found in enumerate(detections):
+        assert len(found["labels"]) > 0 and (found["labels"] == video_class[b]).all()
+    with pytest.raises(ValueError, match="class_scores are for decoding='proposals'"):
+        model.detect(outputs, decoding="segmentation", class_scores=outputs["class_probs"])
 
 
 def test_segmentation_decoding_is_class_map_grouping_worked_by_hand():

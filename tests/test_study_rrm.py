@@ -74,3 +74,20 @@ def test_train_rrm_changes_only_the_rrm():
     assert all(torch.equal(value, state[key]) for key, value in base.state_dict().items())
     assert refined.proposer.refine.update.head[-1].weight.abs().sum() > 0  # the head starts at zero: it learnt
     assert refined.proposer.refine.test_iterations == rrm.ITERATIONS
+
+
+def test_the_every_cell_job_measures_both_candidate_rules_and_the_grid_ceiling(monkeypatch, tmp_path):
+    result = find_result("rrm", "anet_every_cell")
+    assert result.name == "06_every_cell.json" and result.seeds == find_result("rrm", "anet").seeds
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    part = json.loads(run_job("rrm", "anet_every_cell", 0, "smoke").read_text())
+    expected = [f"{name}, {rule}" for name in rrm.ROWS for rule in rrm.CANDIDATE_RULES] + [rrm.GRID_CEILING]
+    assert list(part["rows"]) == expected
+    headline = json.loads(run_job("rrm", "anet", 0, "smoke").read_text())["rows"]
+    for name in rrm.ROWS:  # the same training: BMN's candidates repeat the headline's proposals
+        for key in ("AR@10", "AR@100", "AUC", "average_mAP"):
+            assert part["rows"][f"{name}, BMN's candidates"][key] == pytest.approx(headline[name][key], abs=1e-9)
+    ceiling = part["rows"][rrm.GRID_CEILING]
+    assert len(ceiling["recall"]) == 10 and ceiling["AR@100"] == pytest.approx(sum(ceiling["recall"]) / 10)
+    for row in expected[:-1]:  # no proposals beat the best cell of every instance
+        assert part["rows"][row]["AR@100"] <= ceiling["AR@100"] + 1e-9

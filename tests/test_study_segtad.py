@@ -86,3 +86,19 @@ def test_the_stored_headline_pairs_with_notebook_01():
         assert row.seeds == baselines["anet: class map grouping"].seeds
         assert all(len(m["mAP"]) == 10 and "bootstrap_error" in m and "duration" in m for m in row.metrics)
     assert torch.isfinite(torch.tensor(stored["SegTAD"].values())).all()
+
+
+def test_replicates_train_on_one_world_with_other_training_seeds(monkeypatch, tmp_path):
+    files = {result.name: result for name, result in plan("full") if name == "segtad"}
+    replicates = files["07_init_replicates.json"]
+    assert replicates.seeds == segtad.REPLICATE_SEEDS and len(replicates.seeds) >= 3
+    assert replicates.meta["world_seed"] == segtad.REPLICATE_WORLD in HEADLINE_SEEDS
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    headline = json.loads(run_job("segtad", "anet", 0, "smoke").read_text())
+    same = json.loads(run_job("segtad", "init", 0, "smoke").read_text())
+    assert list(same["rows"]) == ROWS and same["meta"]["world_seed"] == segtad.REPLICATE_WORLD
+    for row in ROWS:  # training seed 0 on world 0 is the headline's seed 0
+        assert same["rows"][row]["average_mAP"] == pytest.approx(headline["rows"][row]["average_mAP"], abs=1e-9)
+    other = json.loads(run_job("segtad", "pdn_no_graph_init", 0, "smoke").read_text())
+    assert list(other["rows"]) == [f"PDN without graph (1x1 conv): {row}" for row in ROWS]
+    assert other["meta"]["recipe"]["config"]["pdn_graph"] is False

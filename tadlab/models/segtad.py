@@ -27,6 +27,9 @@ Choices the paper leaves open, and deviations (the notebook repeats them):
   (1, 2, 3, 4) at 13 and (1, 3, 5, 8) at 32.
 - T not a multiple of 8: padded on the right by repeating the last snippet (at most 7), and every output cropped
   back to T. The paper's T = 1000 needs no padding.
+- ``encoder_strides`` (default the paper's (2, 2, 2)) sets each encoder layer's stride, so that the encoder's
+  resolution can be tried against instances far shorter than 8 snippets (the THUMOS-like world's median is about
+  3); T' = ceil(T / product), the padding a multiple of the product, the highway always the second layer's output.
 - The snippet graph's K (``graph_k`` = 4) is not given for the 1D-SSN; 4 is the PDN's K. The graph and the edge
   convolution follow :mod:`tadlab.models.graph` (a node is not its own neighbour; A's rows divided by K; W is
   2C' x C', the printed C' x C' is a slip).
@@ -37,7 +40,9 @@ Choices the paper leaves open, and deviations (the notebook repeats them):
 - Eq. 5 prints the end term with "=" instead of "+": L_aux is the sum of the start and the end binary
   cross-entropies, each a mean over snippets (labels: the first and the last snippet of each instance).
 - L_r (the L2 norm of the weights, lambda_3 = 1) is left to the optimiser's weight decay (``fit(weight_decay=)``).
-- The paper multiplies by an external video classifier's top-1 (or top-2) class scores; there is none here. By
+- The paper multiplies by an external video classifier's top-1 (or top-2) class scores. ``detect(class_scores=)``
+  takes such scores (B, K), e.g. from a :class:`~tadlab.models.VideoClassifier` in a
+  :class:`~tadlab.models.ProposalDetector`, as BMN's detections take theirs. Without them, by
   default (``classes="proposal"``) the class comes from the segmentation output over the proposal; with
   ``classes="video"`` the 1D-SSN itself stands in for the video classifier: its action probabilities averaged over
   the whole video (renormalised over the K actions) give every proposal of the video the same class scores.
@@ -70,8 +75,7 @@ from tadlab.utils import check_choice
 
 PAPER_DILATIONS = (1, 10, 20, 30)  # Table 6's best, at the encoded length 1000 / 8 = 125
 PAPER_ENCODED_LENGTH = 125
-ENCODER_LAYERS = 3  # L = 3: the encoder divides T by 2^L = 8
-STRIDE = 2 ** ENCODER_LAYERS
+PAPER_STRIDES = (2, 2, 2)  # L = 3 stride-2 encoder layers: the encoder divides T by 2^L = 8
 STAGES = ("joint", "ssn", "pdn")
 
 
@@ -83,7 +87,8 @@ class SegTADConfig:
     num_classes: int                    # K actions; the segmentation head has K + 1 outputs, background last
     num_snippets: int                   # T; the sparse proposal pattern is built for it
     hidden: int = 256                   # C', the width of every layer (the paper gives none)
-    dilations: tuple | None = None      # atrous dilations; None: scaled_dilations(ceil(T / 8))
+    encoder_strides: tuple = PAPER_STRIDES  # each encoder layer's stride (the paper: 2, 2, 2; T' = T / product)
+    dilations: tuple | None = None      # atrous dilations; None: scaled_dilations(T')
     atrous: bool = True                 # PAG branches: AC (atrous convolutions) ...
     graph: bool = True                  # ... GC (edge convolution on the dynamic snippet graph) ...
     global_pool: bool = True            # ... GP (global average pooling)
@@ -110,13 +115,18 @@ class SegTADConfig:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not (self.atrous or self.graph or self.global_pool):
             raise ValueError("at least one PAG branch must be on: atrous, graph or global_pool, got all False")
-        if self.num_snippets < STRIDE:
-            raise ValueError(f"num_snippets must be at least {STRIDE} (the encoder divides T by 2^3), "
-                             f"got {self.num_snippets}")
+        self.encoder_strides = tuple(self.encoder_strides)
+        if len(self.encoder_strides) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
+                                                for s in self.encoder_strides):
+            raise ValueError(f"encoder_strides must be a tuple of at least 2 positive ints (the highway reads the "
+                             f"second layer), got {self.encoder_strides!r}")
+        if self.num_snippets < self.stride:
+            raise ValueError(f"num_snippets must be at least {self.stride} (the encoder divides T by "
+                             f"{self.stride}), got {self.num_snippets}")
         if self.graph and self.graph_k >= self.encoded_length:
-            raise ValueError(f"num_snippets={self.num_snippets} encodes to ceil(T/8) = {self.encoded_length} "
-                             f"snippets, too few for graph_k={self.graph_k} neighbours each; use num_snippets >= "
-                             f"{STRIDE * (self.graph_k + 1)} or a smaller graph_k")
+            raise ValueError(f"num_snippets={self.num_snippets} encodes to ceil(T/{self.stride}) = "
+                             f"{self.encoded_length} snippets, too few for graph_k={self.graph_k} neighbours each; "
+                             f"use num_snippets >= {self.stride * (self.graph_k + 1)} or a smaller graph_k")
         if self.dilations is None:
             self.dilations = scaled_dilations(self.encoded_length)
         self.dilations = tuple(self.dilations)
@@ -134,9 +144,14 @@ class SegTADConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
     @property
+    def stride(self) -> int:
+        """How many snippets one encoded position covers: the product of the encoder's strides (the paper: 8)."""
+        return math.prod(self.encoder_strides)
+
+    @property
     def encoded_length(self) -> int:
-        """T' = ceil(T / 8), the length the PAG module sees."""
-        return math.ceil(self.num_snippets / STRIDE)
+        """T' = ceil(T / stride), the length the PAG module sees (the paper: T / 8)."""
+        return math.ceil(self.num_snippets / self.stride)
 
 
 def scaled_dilations(encoded_length: int, paper=PAPER_DILATIONS, paper_length: int = PAPER_ENCODED_LENGTH):
@@ -190,9 +205,10 @@ class SSN1D(nn.Module):
         super().__init__()
         channels, hidden = config.feature_dim, config.hidden
         self.center_features = bool(config.center_features)
+        self.stride = config.stride
         self.encoder = nn.ModuleList(
-            nn.Conv1d(channels if i == 0 else hidden, hidden, kernel_size=3, stride=2, padding=1)
-            for i in range(ENCODER_LAYERS))
+            nn.Conv1d(channels if i == 0 else hidden, hidden, kernel_size=3, stride=stride, padding=1)
+            for i, stride in enumerate(config.encoder_strides))
         self.pag = PAG(config)
         self.highway = nn.Sequential(nn.Conv1d(hidden, hidden, kernel_size=1), nn.BatchNorm1d(hidden), nn.ReLU())
         self.decoder_fuse = nn.Conv1d(2 * hidden, hidden, kernel_size=3, padding=1)
@@ -208,13 +224,13 @@ class SSN1D(nn.Module):
         length = features.shape[2]
         if self.center_features:  # the video's per-channel offset removed (a video-level context)
             features = features - features.mean(dim=2, keepdim=True)
-        padded_length = math.ceil(length / STRIDE) * STRIDE
+        padded_length = math.ceil(length / self.stride) * self.stride
         x = F.pad(features, (0, padded_length - length), mode="replicate") if padded_length > length else features
-        for i, conv in enumerate(self.encoder):  # (B, C', T/2), (B, C', T/4), (B, C', T/8)
+        for i, conv in enumerate(self.encoder):  # the paper's strides: (B, C', T/2), (B, C', T/4), (B, C', T/8)
             x = torch.relu(conv(x))
             if i == 1:
-                low_level = x  # the highway's input, (B, C', T/4)
-        context, neighbours = self.pag(x)  # (B, C', T/8)
+                low_level = x  # the highway's input, (B, C', T/4) at the paper's strides
+        context, neighbours = self.pag(x)  # (B, C', T')
         upsampled = F.interpolate(context, size=padded_length, mode="linear", align_corners=False)
         highway = F.interpolate(self.highway(low_level), size=padded_length, mode="linear", align_corners=False)
         y = torch.relu(self.decoder_fuse(torch.cat([upsampled, highway], dim=1)))  # Y (B, C', T padded)
@@ -340,9 +356,11 @@ class SegTAD(nn.Module):
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def detect(self, outputs: dict, *, decoding: str | None = None, top_k: int = 100, top_classes: int = 1,
-               classes: str = "proposal", thresholds=DEFAULT_THRESHOLDS, nms: dict | None = None) -> list[dict]:
+               classes: str = "proposal", thresholds=DEFAULT_THRESHOLDS, nms: dict | None = None,
+               class_scores: torch.Tensor | None = None) -> list[dict]:
         """Detections per video: ``decoding="proposals"`` (the paper, :func:`decode_proposals`, with ``top_classes``
-        and ``classes``) or
+        and ``classes``, or an external video classifier's ``class_scores`` (B, K), as the paper's Sec. 3.4 and
+        :class:`~tadlab.models.ProposalDetector` give them) or
         ``"segmentation"`` (the 1D-SSN alone: class-map grouping of ``probs``, :func:`tadlab.grouping.group_class_map`
         at ``thresholds``); None picks "segmentation" when ``stage="ssn"`` (no trained PDN), else "proposals"."""
         if decoding is None:
@@ -350,6 +368,9 @@ class SegTAD(nn.Module):
         check_choice("decoding", decoding, {"proposals", "segmentation"})
         probs = outputs["probs"].float()  # float32 whatever autocast made: segment ends up to T stay exact
         if decoding == "segmentation":
+            if class_scores is not None:
+                raise ValueError("class_scores are for decoding='proposals'; the segmentation decoding reads the "
+                                 "1D-SSN's own class map")
             _check_positive("top_k", top_k)
             return group_class_map(probs, thresholds, top_k=top_k, nms=nms)
         if "iou_scores" not in outputs:
@@ -357,7 +378,7 @@ class SegTAD(nn.Module):
                              "forward (model.eval()) with stage 'joint' or 'pdn'")
         scores = outputs["iou_scores"].float() * outputs["action_scores"].float()  # s1 x s2 (Sec. 3.4)
         return decode_proposals(outputs["proposals"], scores, probs, top_k=top_k, top_classes=top_classes,
-                                classes=classes, nms=nms)
+                                classes=classes, nms=nms, class_scores=class_scores)
 
 
 # ---------------------------------------------------------------------------------------------------- decoding
@@ -392,7 +413,8 @@ def video_class_scores(probs: torch.Tensor) -> torch.Tensor:
 
 
 def decode_proposals(proposals: torch.Tensor, scores: torch.Tensor, probs: torch.Tensor, *, top_k: int = 100,
-                     top_classes: int = 1, classes: str = "proposal", nms: dict | None = None) -> list[dict]:
+                     top_classes: int = 1, classes: str = "proposal", nms: dict | None = None,
+                     class_scores: torch.Tensor | None = None) -> list[dict]:
     """SegTAD inference (Sec. 3.4): proposals (P, 2), scores s1 x s2 (B, P), segmentation probs (B, K+1, T) ->
     one dict per video of ``segments`` (M, 2), ``scores`` (M,), ``labels`` (M,) int64, best first.
 
@@ -401,7 +423,8 @@ def decode_proposals(proposals: torch.Tensor, scores: torch.Tensor, probs: torch
     score becomes the Soft-NMS score times that class's probability. ``classes="proposal"``: by mean segmentation
     probability over the proposal's snippets (:func:`segment_class_scores`); ``"video"``: by the video's class
     scores (:func:`video_class_scores`), the same for every proposal of a video, as the paper's external video
-    classifier gives.
+    classifier gives. ``class_scores`` (B, K): an external video classifier's probabilities, used as "video" uses
+    the 1D-SSN's (then ``classes`` is ignored).
     """
     from tadlab.segments import soft_nms
 
@@ -412,12 +435,18 @@ def decode_proposals(proposals: torch.Tensor, scores: torch.Tensor, probs: torch
         raise ValueError(f"scores must be (B, P) with P = {proposals.shape[0]} proposals and B = {probs.shape[0]} "
                          f"like probs, got {tuple(scores.shape)}")
     num_classes = probs.shape[1] - 1
+    if class_scores is not None and (not isinstance(class_scores, torch.Tensor)
+                                     or tuple(class_scores.shape) != (scores.shape[0], num_classes)):
+        shape = tuple(class_scores.shape) if isinstance(class_scores, torch.Tensor) else type(class_scores).__name__
+        raise ValueError(f"class_scores must be a tensor (B, K) = ({scores.shape[0]}, {num_classes}), got {shape}")
     top_classes = min(top_classes, num_classes)
     nms = {"method": "gaussian", "sigma": 0.5} if nms is None else dict(nms)
     detections = []
     for b in range(scores.shape[0]):  # Soft-NMS is greedy per video
         segments, kept, _ = soft_nms(proposals.to(scores.dtype), scores[b], top_k=top_k, **nms)
-        if classes == "proposal":
+        if class_scores is not None:
+            class_prob = class_scores[b:b + 1].to(kept.dtype).expand(len(segments), -1)  # (M, K)
+        elif classes == "proposal":
             class_prob = segment_class_scores(probs[b:b + 1], segments[None])[0, :, :num_classes]  # (M, K)
         else:
             class_prob = video_class_scores(probs[b:b + 1]).expand(len(segments), -1)  # (M, K)

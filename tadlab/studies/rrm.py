@@ -15,6 +15,13 @@
   the proposals' ``AR@1``, ``AR@10``, ``AR@100``, ``AUC`` (ActivityNet's proposal evaluation), ``map_error`` (the
   regression channel's mean squared error against the target tIoU) and ``gflops`` per video.
 
+- ``06_every_cell.json``: where the map, not the boundary candidates, decides what is proposed. Per seed the same
+  BMN and RRM as the headline (the same training, so the same weights: its "... , BMN's candidates" rows repeat the
+  headline's proposal metrics, a check), measured by :func:`tadlab.bmn_measures.measure_bmn` with BMN's candidates
+  and with every valid cell a candidate (:data:`CANDIDATE_RULES`), and the T = D = 100 grid's ceiling on the
+  same testing videos (:func:`tadlab.bmn_measures.grid_ceiling_recall`: the recall, at each tIoU, of the best cell
+  of every instance; no map can propose better cells).
+
 The recipe is notebook 06's, chosen on validation on the earlier worlds (``results/06_recipe_validation.json``: T =
 50, seed 0): BMN at lr 3e-3, then the RRM on the frozen BMN (not jointly) at lr 3e-3; three training iterations, the
 count whose stored rows (``06_iterations.json``) hold up best when unrolled (the RRM x1 loses mAP past its count).
@@ -26,7 +33,7 @@ import time
 
 import torch
 
-from tadlab.bmn_measures import measure_bmn
+from tadlab.bmn_measures import grid_ceiling_recall, measure_bmn
 from tadlab.diagnostics import DURATION_EDGES
 from tadlab.eval import ANET_TIOU
 from tadlab.experiments import HEADLINE_SEEDS, detection_metrics, standard_world
@@ -44,11 +51,16 @@ RRM_EPOCHS = {"smoke": 1, "ci": 5, "full": 15}  # as BMN's (benchmark.epochs)
 BOOTSTRAP = 100
 SHIPPED_SEEDS = (0,)
 ROWS = ("BMN", f"BMN + RRM x{ITERATIONS}")
+CANDIDATE_RULES = {"BMN's candidates": "peaks", "every cell a candidate": "all"}  # row suffix: BMN.detect(candidates=)
+GRID_CEILING = "grid ceiling (best cell per instance)"
 
 RESULTS = [
     Result("06_headline.json", jobs=(PRESET,), seeds=HEADLINE_SEEDS,
            meta={"preset": PRESET, "iterations": ITERATIONS, "bmn_lr": BMN_LR, "rrm_lr": RRM_LR,
                  "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
+    Result("06_every_cell.json", jobs=(f"{PRESET}_every_cell",), seeds=HEADLINE_SEEDS,
+           meta={"preset": PRESET, "iterations": ITERATIONS, "bmn_lr": BMN_LR, "rrm_lr": RRM_LR,
+                 "candidate_rules": CANDIDATE_RULES, "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
 ]
 
 
@@ -101,9 +113,23 @@ def measure(model, world, profile: str, device="cpu") -> dict:
     return row
 
 
+def every_cell(world, bmn, refined) -> dict:
+    """The rows of ``06_every_cell.json`` for one world: each detector with each candidate rule (proposal metrics
+    and the detections' ``average_mAP``, :func:`~tadlab.bmn_measures.measure_bmn`) and the grid ceiling."""
+    rows = {}
+    for name, model in zip(ROWS, (bmn, refined)):
+        for rule, candidates in CANDIDATE_RULES.items():
+            measured = measure_bmn(model.proposer, model.classifier, world, "testing", candidates=candidates)
+            rows[f"{name}, {rule}"] = {key: measured[key] for key in ("AR@1", "AR@10", "AR@100", "AUC",
+                                                                      "average_mAP", "mAP", "map_error")}
+    ceiling = grid_ceiling_recall(world.dataset("testing"), world.num_snippets, benchmark.BMN_MAX_DURATION[PRESET])
+    rows[GRID_CEILING] = {key: ceiling[key] for key in ("AR@100", "recall", "tiou_thresholds", "num_instances")}
+    return rows
+
+
 def run(job: str, seed: int, profile: str, device="cpu") -> dict:
-    if job != PRESET:
-        raise ValueError(f"unknown job {job!r} of study 'rrm'; its job is {PRESET!r}")
+    if job not in (PRESET, f"{PRESET}_every_cell"):
+        raise ValueError(f"unknown job {job!r} of study 'rrm'; its jobs are {[PRESET, f'{PRESET}_every_cell']}")
     world = standard_world(PRESET, profile, seed)
     started = time.perf_counter()
     bmn, detect, _ = benchmark.train("bmn", world, seed, BMN_LR, profile, device)
@@ -111,6 +137,9 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
     started = time.perf_counter()
     refined = train_rrm(bmn, world, seed, profile, device)
     rrm_seconds = time.perf_counter() - started
+    if job != PRESET:
+        return {**every_cell(world, bmn.eval(), refined),
+                "meta": {"train_seconds": {"bmn and classifier": bmn_seconds, "rrm": rrm_seconds}}}
     rows = {ROWS[0]: measure(bmn.eval(), world, profile, device), ROWS[1]: measure(refined, world, profile, device)}
     meta = {"bmn_lr": BMN_LR, "rrm_lr": RRM_LR, "iterations": ITERATIONS,
             "bmn_epochs": benchmark.epochs("bmn", PRESET, profile), "rrm_epochs": RRM_EPOCHS[profile],

@@ -8,6 +8,10 @@
 - ``07_ablations.json``: one change from the headline recipe per job over :data:`ABLATION_SEEDS`, read the same three
   ways: the PDN without its proposal graph (the paper's Table 7), then each PAG branch switched off in turn (the
   shape of its Table 5).
+- ``07_init_replicates.json``: how much of a row's spread is the training alone. One world (seed
+  :data:`REPLICATE_WORLD` of the headline's) and :data:`REPLICATE_SEEDS` training seeds (the initialisation and the
+  order of the batches; the world stays the same): the headline recipe and the PDN without its graph, read the same
+  three ways. Training seed 0 on world 0 is the headline's (and the ablation's) seed 0 again: the same numbers.
 
 The recipe (:data:`MODEL`, :data:`PATTERN`, :data:`TRAIN`, :data:`EPOCHS`, :data:`DETECT`) is the one notebook 07
 chose on the validation videos of the earlier full world of seed 0 (its section 6, ``07_recipe_validation.json``,
@@ -39,12 +43,20 @@ ABLATIONS = {"pdn_no_graph": ("PDN without graph (1x1 conv)", dict(pdn_graph=Fal
              "pag_no_ac": ("PAG without AC (atrous)", dict(atrous=False)),
              "pag_no_gp": ("PAG without GP (global pool)", dict(global_pool=False))}
 SHIPPED_SEEDS = (0,)
+REPLICATE_WORLD = 0  # the world every replicate trains on; the replicates' seeds are training seeds only
+REPLICATE_SEEDS = (0, 1, 2)
+REPLICATES = {"init": ("", {}),  # job: (row prefix, change), rows named as the headline's and the ablation's
+              "pdn_no_graph_init": ("PDN without graph (1x1 conv): ", dict(pdn_graph=False))}
 
 RESULTS = [
     Result("07_headline.json", jobs=(PRESET,), seeds=HEADLINE_SEEDS,
            meta={"preset": PRESET, "decoding": DETECT, "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
     Result("07_ablations.json", jobs=tuple(ABLATIONS), seeds=ABLATION_SEEDS,
            meta={"preset": PRESET, "decoding": DETECT, "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
+    Result("07_init_replicates.json", jobs=tuple(REPLICATES), seeds=REPLICATE_SEEDS,
+           meta={"preset": PRESET, "decoding": DETECT, "world_seed": REPLICATE_WORLD,
+                 "seeds_are": "training seeds (initialisation and batch order) on one world",
+                 "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
 ]
 
 
@@ -92,7 +104,14 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
         model, history = train_segtad(world, PRESET, profile, seed, device=device, **change)
         rows = readings(model, world, PRESET, profile, device, prefix=f"{name}: ")
         return {**rows, "meta": {"recipe": recipe(PRESET, profile, **change), "final_loss": history.train["total"][-1]}}
-    raise ValueError(f"unknown job {job!r} of study 'segtad'; its jobs are {[PRESET, *ABLATIONS]}")
+    if job in REPLICATES:
+        prefix, change = REPLICATES[job]
+        world = standard_world(PRESET, profile, REPLICATE_WORLD)
+        model, history = train_segtad(world, PRESET, profile, seed, device=device, **change)
+        rows = readings(model, world, PRESET, profile, device, prefix=prefix)
+        return {**rows, "meta": {"recipe": recipe(PRESET, profile, **change), "world_seed": REPLICATE_WORLD,
+                                 "final_loss": history.train["total"][-1]}}
+    raise ValueError(f"unknown job {job!r} of study 'segtad'; its jobs are {[PRESET, *ABLATIONS, *REPLICATES]}")
 
 
 def ship(model, world, seed: int, profile: str, rows: dict, device) -> dict:
