@@ -102,3 +102,30 @@ def test_replicates_train_on_one_world_with_other_training_seeds(monkeypatch, tm
     other = json.loads(run_job("segtad", "pdn_no_graph_init", 0, "smoke").read_text())
     assert list(other["rows"]) == [f"PDN without graph (1x1 conv): {row}" for row in ROWS]
     assert other["meta"]["recipe"]["config"]["pdn_graph"] is False
+
+
+def test_class_sources_read_one_segtad_with_three_sources_of_classes(monkeypatch, tmp_path):
+    files = {result.name: result for name, result in plan("full") if name == "segtad"}
+    assert files["07_class_sources.json"].seeds == HEADLINE_SEEDS
+    assert set(segtad.CLASS_SOURCE_JOBS.values()) == {"thumos", "anet"}
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    headline = json.loads(run_job("segtad", "anet", 0, "smoke").read_text())["rows"]
+    part = json.loads(run_job("segtad", "anet_classes", 0, "smoke").read_text())
+    assert list(part["rows"]) == [f"anet: {source}" for source in segtad.CLASS_SOURCES]
+    own, classified, oracle = (part["rows"][f"anet: {source}"] for source in segtad.CLASS_SOURCES)
+    assert own["average_mAP"] == pytest.approx(headline["SegTAD"]["average_mAP"], abs=1e-9)  # the same training
+    assert all(0 <= row["average_mAP"] <= 1 and len(row["mAP"]) == 10 for row in (own, classified, oracle))
+    assert oracle["average_mAP"] > 0.3  # the true classes: what the proposals reach when the class is right
+
+
+def test_true_classes_decide_every_label():
+    world = standard_world("anet", "smoke", 0)
+    model, _ = segtad.train_segtad(world, "anet", "smoke", 0)
+    items = list(world.dataset("testing"))
+    detections = segtad.true_class_detections(model, world)
+    assert len(detections) == len(items)
+    for item, found in zip(items, detections):
+        assert len(found["labels"]) > 0 and set(found["labels"].tolist()) <= set(item["labels"].tolist())
+        assert (found["scores"] > 0).all()
+    metrics = segtad.true_class_metrics(model, world, "anet")
+    assert metrics["subset"] == "testing" and len(metrics["mAP"]) == 10 and 0 <= metrics["average_mAP"] <= 1

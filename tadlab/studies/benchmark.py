@@ -147,11 +147,17 @@ def train(family: str, world, seed: int, lr: float | None, profile: str, device=
     if family != "bmn":
         raise ValueError(f"this study trains actionformer, bmn, gsmt, segtad and sptad (anet), not {family!r}")
     # BMN and its video classifier train apart (the classifier: 20 epochs at lr 1e-2, batch 16), as notebook 06
-    fit(model.classifier, data, epochs=20 if profile == "full" else n, lr=1e-2, batch_size=16, weight_decay=1e-4,
-        seed=seed, device=device, progress=False)
+    train_video_classifier(model.classifier, world, seed, profile, device)
     history = fit(model.proposer, data, epochs=n, lr=BMN_LR if lr is None else lr, seed=seed, device=device,
                   progress=False, **BMN_TRAIN)
     return model, {"top_classes": BMN_TOP_CLASSES[preset]}, history
+
+
+def train_video_classifier(classifier, world, seed: int, profile: str, device="cpu"):
+    """Train a :class:`~tadlab.models.VideoClassifier` on ``world``'s training videos as BMN's (notebook 06): 20
+    epochs at "full" (:data:`SHORT` otherwise), lr 1e-2, batch 16, weight decay 1e-4. Returns its history."""
+    return fit(classifier, world.dataset("training"), epochs=20 if profile == "full" else SHORT[profile], lr=1e-2,
+               batch_size=16, weight_decay=1e-4, seed=seed, device=device, progress=False)
 
 
 def measure(family: str, model, world, profile: str, device="cpu", **detect) -> dict:

@@ -12,6 +12,13 @@
   :data:`REPLICATE_WORLD` of the headline's) and :data:`REPLICATE_SEEDS` training seeds (the initialisation and the
   order of the batches; the world stays the same): the headline recipe and the PDN without its graph, read the same
   three ways. Training seed 0 on world 0 is the headline's (and the ablation's) seed 0 again: the same numbers.
+- ``07_class_sources.json``: where SegTAD's classes come from, on both presets over :data:`HEADLINE_SEEDS` (the
+  worlds of ``01_baselines.json``). The paper takes them from an external video classifier's top-2 (Sec. 3.4,
+  UntrimmedNets on ActivityNet); the headline lets the 1D-SSN stand in for it. Per seed one SegTAD (the headline's
+  training, so the "SegTAD" row repeats the headline's and, on thumos, ``08_second_preset.json``'s) read with
+  :data:`CLASS_SOURCES`: the 1D-SSN's video classes, a :class:`~tadlab.models.VideoClassifier` trained as BMN's
+  (:func:`tadlab.studies.benchmark.train_video_classifier`), and the video's true classes (an oracle: what the
+  proposals reach when the class is right).
 
 The recipe (:data:`MODEL`, :data:`PATTERN`, :data:`TRAIN`, :data:`EPOCHS`, :data:`DETECT`) is the one notebook 07
 chose on the validation videos of the earlier full world of seed 0 (its section 6, ``07_recipe_validation.json``,
@@ -19,6 +26,8 @@ a hand-run sweep, not a workflow job): centred features, 25 epochs, eta = 4, cla
 :func:`train_segtad` trains it; the notebook calls the same function.
 """
 from __future__ import annotations
+
+import torch
 
 from tadlab.diagnostics import DURATION_EDGES
 from tadlab.eval import ANET_TIOU, THUMOS_TIOU
@@ -43,6 +52,8 @@ ABLATIONS = {"pdn_no_graph": ("PDN without graph (1x1 conv)", dict(pdn_graph=Fal
              "pag_no_ac": ("PAG without AC (atrous)", dict(atrous=False)),
              "pag_no_gp": ("PAG without GP (global pool)", dict(global_pool=False))}
 SHIPPED_SEEDS = (0,)
+CLASS_SOURCES = ("SegTAD", "SegTAD, classes from a video classifier", "SegTAD, true video classes (oracle)")
+CLASS_SOURCE_JOBS = {"anet_classes": "anet", "thumos_classes": "thumos"}  # job: preset
 REPLICATE_WORLD = 0  # the world every replicate trains on; the replicates' seeds are training seeds only
 REPLICATE_SEEDS = (0, 1, 2)
 REPLICATES = {"init": ("", {}),  # job: (row prefix, change), rows named as the headline's and the ablation's
@@ -53,6 +64,9 @@ RESULTS = [
            meta={"preset": PRESET, "decoding": DETECT, "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
     Result("07_ablations.json", jobs=tuple(ABLATIONS), seeds=ABLATION_SEEDS,
            meta={"preset": PRESET, "decoding": DETECT, "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
+    Result("07_class_sources.json", jobs=tuple(CLASS_SOURCE_JOBS), seeds=HEADLINE_SEEDS,
+           meta={"decoding": DETECT, "class_sources": CLASS_SOURCES,
+                 "tiou": {preset: [round(float(t), 2) for t in TIOU[preset]] for preset in ("thumos", "anet")}}),
     Result("07_init_replicates.json", jobs=tuple(REPLICATES), seeds=REPLICATE_SEEDS,
            meta={"preset": PRESET, "decoding": DETECT, "world_seed": REPLICATE_WORLD,
                  "seeds_are": "training seeds (initialisation and batch order) on one world",
@@ -104,6 +118,12 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
         model, history = train_segtad(world, PRESET, profile, seed, device=device, **change)
         rows = readings(model, world, PRESET, profile, device, prefix=f"{name}: ")
         return {**rows, "meta": {"recipe": recipe(PRESET, profile, **change), "final_loss": history.train["total"][-1]}}
+    if job in CLASS_SOURCE_JOBS:
+        preset = CLASS_SOURCE_JOBS[job]
+        world = standard_world(preset, profile, seed)
+        model, history = train_segtad(world, preset, profile, seed, device=device)
+        return {**class_sources(model, world, preset, profile, seed, device),
+                "meta": {"recipe": recipe(preset, profile), "final_loss": history.train["total"][-1]}}
     if job in REPLICATES:
         prefix, change = REPLICATES[job]
         world = standard_world(PRESET, profile, REPLICATE_WORLD)
@@ -111,7 +131,65 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
         rows = readings(model, world, PRESET, profile, device, prefix=prefix)
         return {**rows, "meta": {"recipe": recipe(PRESET, profile, **change), "world_seed": REPLICATE_WORLD,
                                  "final_loss": history.train["total"][-1]}}
-    raise ValueError(f"unknown job {job!r} of study 'segtad'; its jobs are {[PRESET, *ABLATIONS, *REPLICATES]}")
+    raise ValueError(f"unknown job {job!r} of study 'segtad'; its jobs are "
+                     f"{[PRESET, *ABLATIONS, *CLASS_SOURCE_JOBS, *REPLICATES]}")
+
+
+def class_sources(model, world, preset: str, profile: str, seed: int, device="cpu") -> dict:
+    """One trained SegTAD read with each of :data:`CLASS_SOURCES` on testing (rows "PRESET: SOURCE"): its own
+    1D-SSN's video classes (the headline's decoding), a video classifier trained here (seed ``seed``), the true
+    classes of each video. Top-2 classes (:data:`DETECT`) throughout."""
+    from tadlab.models import ProposalDetector, VideoClassifier
+    from tadlab.studies.benchmark import train_video_classifier
+    from tadlab.utils import seed_everything
+
+    extra = {"bootstrap": BOOTSTRAP, "duration_edges": DURATION_EDGES[preset]} if profile == "full" else {}
+    own, classified, oracle = CLASS_SOURCES
+    rows = {own: detection_metrics(model, world, TIOU[preset], device=device, **extra, **DETECT)}
+    seed_everything(seed)
+    classifier = VideoClassifier(world.feature_dim, world.num_classes)
+    train_video_classifier(classifier, world, seed, profile, device)
+    detector = ProposalDetector(model, classifier).eval()
+    rows[classified] = detection_metrics(detector, world, TIOU[preset], device=device, **extra,
+                                         top_classes=DETECT["top_classes"])
+    rows[oracle] = true_class_metrics(model, world, preset, device)
+    return {f"{preset}: {name}": metrics for name, metrics in rows.items()}
+
+
+@torch.no_grad()
+def true_class_detections(model, world, device="cpu", batch_size: int = 32) -> list[dict]:
+    """SegTAD's detections on the testing videos, in order, with each video's true classes as its class scores (1 /
+    the number of its classes each; top-2 as :data:`DETECT`, a second class of score 0 dropped)."""
+    from tadlab.data.collate import collate_videos
+
+    items = list(world.dataset("testing"))
+    model.eval().to(device)
+    detections = []
+    for first in range(0, len(items), batch_size):
+        chunk = items[first:first + batch_size]
+        scores = torch.zeros(len(chunk), world.num_classes)
+        for row, item in enumerate(chunk):
+            present = item["labels"].unique()
+            scores[row, present] = 1.0 / len(present)
+        outputs = model(collate_videos(chunk)["features"].to(device))
+        for found in model.detect(outputs, class_scores=scores.to(device), top_classes=DETECT["top_classes"]):
+            keep = found["scores"] > 0
+            detections.append({key: value[keep].cpu() for key, value in found.items()})
+    return detections
+
+
+def true_class_metrics(model, world, preset: str, device="cpu") -> dict:
+    """:func:`true_class_detections` scored on testing: ``average_mAP``, ``mAP`` per tIoU of ``preset``."""
+    from tadlab.data.schema import detections_to_results
+    from tadlab.eval import evaluate_detection
+
+    items = list(world.dataset("testing"))
+    results = detections_to_results(true_class_detections(model, world, device), [item["video_id"] for item in items],
+                                    [float(item["duration"]) for item in items], world.num_snippets,
+                                    world.class_names)
+    metrics = evaluate_detection(world.ground_truth, results, TIOU[preset], subset="testing")
+    return {"average_mAP": float(metrics.average_mAP), "mAP": [float(m) for m in metrics.mAP],
+            "tiou_thresholds": [float(t) for t in metrics.tiou_thresholds], "subset": "testing"}
 
 
 def ship(model, world, seed: int, profile: str, rows: dict, device) -> dict:
