@@ -16,7 +16,9 @@ on the same worlds (``standard_world(preset, "full", seed)``) and testing videos
   measured in its own process (:func:`cost`).
 
 BMN + RRM on anet is notebook 06's ``06_headline.json`` (the same function trains BMN there); the RRM was not run
-on thumos (time).
+on thumos (time). SegTAD's rows in the table (:data:`ROWS`) are notebook 07's ``07_class_sources.json`` (5 seeds,
+both presets, classes from a video classifier as the paper's and from the 1D-SSN); ``08_second_preset.json``'s
+SegTAD job holds the 1D-SSN reading on thumos' first three seeds, and its section-8 diagnosis.
 """
 from __future__ import annotations
 
@@ -287,7 +289,9 @@ def cost(family: str, preset: str, profile: str, device="cpu", videos: int = 50)
 
 
 # Notebook 08's table: every family's stored rows on each preset, all on notebook 01's worlds (the same seeds, the
-# same testing videos): display name -> (results file, row name in it)
+# same testing videos): display name -> (results file, row name in it). SegTAD takes its classes from a video
+# classifier, as its paper does (Sec. 3.4); its 1D-SSN's own video classes (notebook 07's decoding) are the row
+# beside it, from the same trained models.
 ROWS = {
     "thumos": {"naive": ("01_baselines.json", "thumos: naive"),
                "temporal context": ("01_baselines.json", "thumos: context"),
@@ -296,7 +300,8 @@ ROWS = {
                "GSMT, class-map decoding": ("08_benchmark.json", "thumos: GSMT, class-map decoding"),
                "SP-TAD (clips)": ("05_windows.json", "SP-TAD (windows)"),
                "BMN": ("08_benchmark.json", "thumos: BMN"),
-               "SegTAD": ("08_second_preset.json", "thumos: SegTAD"),
+               "SegTAD": ("07_class_sources.json", "thumos: SegTAD, classes from a video classifier"),
+               "SegTAD, 1D-SSN classes": ("07_class_sources.json", "thumos: SegTAD"),
                "ActionFormer-style": ("08_benchmark.json", "thumos: ActionFormer-style")},
     "anet": {"naive": ("01_baselines.json", "anet: naive"),
              "temporal context": ("01_baselines.json", "anet: context"),
@@ -306,7 +311,8 @@ ROWS = {
              "SP-TAD": ("08_second_preset.json", "anet: SP-TAD"),
              "BMN": ("06_headline.json", "BMN"),
              "BMN + RRM x3": ("06_headline.json", "BMN + RRM x3"),
-             "SegTAD": ("07_headline.json", "SegTAD"),
+             "SegTAD": ("07_class_sources.json", "anet: SegTAD, classes from a video classifier"),
+             "SegTAD, 1D-SSN classes": ("07_class_sources.json", "anet: SegTAD"),
              "ActionFormer-style": ("08_benchmark.json", "anet: ActionFormer-style")},
 }
 REFERENCE, BEST_BASELINE = "ActionFormer-style", "class-map grouping"

@@ -11,7 +11,8 @@
 - ``07_init_replicates.json``: how much of a row's spread is the training alone. One world (seed
   :data:`REPLICATE_WORLD` of the headline's) and :data:`REPLICATE_SEEDS` training seeds (the initialisation and the
   order of the batches; the world stays the same): the headline recipe and the PDN without its graph, read the same
-  three ways. Training seed 0 on world 0 is the headline's (and the ablation's) seed 0 again: the same numbers.
+  three ways. Training seed 0 on world 0 runs the headline's (and the ablation's) seed 0 again: the same numbers
+  where the floating point is the same (CPU kernels, library versions).
 - ``07_class_sources.json``: where SegTAD's classes come from, on both presets over :data:`HEADLINE_SEEDS` (the
   worlds of ``01_baselines.json``). The paper takes them from an external video classifier's top-2 (Sec. 3.4,
   UntrimmedNets on ActivityNet); the headline lets the 1D-SSN stand in for it. Per seed one SegTAD (the headline's
