@@ -15,9 +15,10 @@
   the proposals' ``AR@1``, ``AR@10``, ``AR@100``, ``AUC`` (ActivityNet's proposal evaluation), ``map_error`` (the
   regression channel's mean squared error against the target tIoU) and ``gflops`` per video.
 
-- ``06_every_cell.json``: where the map, not the boundary candidates, decides what is proposed. Per seed the same
-  BMN and RRM as the headline (the same training, so the same weights: its "... , BMN's candidates" rows repeat the
-  headline's proposal metrics, a check), measured by :func:`tadlab.bmn_measures.measure_bmn` with BMN's candidates
+- ``06_every_cell.json``: where the map, not the boundary candidates, decides what is proposed. Per seed the
+  headline's training run again (the same code, recipe and seed: its "... , BMN's candidates" rows repeat the
+  headline's numbers where the floating point is the same, and notebook 06 prints how far they moved in another
+  session), measured by :func:`tadlab.bmn_measures.measure_bmn` with BMN's candidates
   and with every valid cell a candidate (:data:`CANDIDATE_RULES`), and the T = D = 100 grid's ceiling on the
   same testing videos (:func:`tadlab.bmn_measures.grid_ceiling_recall`: the recall, at each tIoU, of the best cell
   of every instance; no map can propose better cells).

@@ -16,7 +16,8 @@
 - ``07_class_sources.json``: where SegTAD's classes come from, on both presets over :data:`HEADLINE_SEEDS` (the
   worlds of ``01_baselines.json``). The paper takes them from an external video classifier's top-2 (Sec. 3.4,
   UntrimmedNets on ActivityNet); the headline lets the 1D-SSN stand in for it. Per seed one SegTAD (the headline's
-  training, so the "SegTAD" row repeats the headline's and, on thumos, ``08_second_preset.json``'s) read with
+  training run again, so the "SegTAD" row repeats the headline's and, on thumos, ``08_second_preset.json``'s, where
+  the floating point is the same) read with
   :data:`CLASS_SOURCES`: the 1D-SSN's video classes, a :class:`~tadlab.models.VideoClassifier` trained as BMN's
   (:func:`tadlab.studies.benchmark.train_video_classifier`), and the video's true classes (an oracle: what the
   proposals reach when the class is right).
