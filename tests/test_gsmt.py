@@ -599,6 +599,16 @@ def test_oracle_outputs_put_the_ground_truth_in_place_of_p_or_m():
     both = model.oracle_outputs(outputs, batch, classes=True, masks=True)
     [det] = model.detect(both, top_snippets=T, nms=KEEP_ALL)
     assert as_set(det) == {((2.0, 6.0), 1.0, 0), ((9.0, 15.0), 1.0, 2)}
+    # Only the instance snippets' columns true: the background columns keep their predicted masks.
+    instances = model.oracle_outputs(outputs, batch, masks=True, keep_background_masks=True)
+    inside = torch.zeros(T, dtype=torch.bool)
+    inside[2:6], inside[9:15] = True, True
+    assert torch.equal(instances["masks"][0][:, inside], masks["masks"][0][:, inside])
+    assert torch.equal(instances["masks"][0][:, ~inside], outputs["masks"][0][:, ~inside])
+    assert torch.equal(instances["mask_logits"][0][:, ~inside], outputs["mask_logits"][0][:, ~inside])
+    assert torch.equal(instances["mask_logits"][0][:, inside], masks["mask_logits"][0][:, inside])
+    with pytest.raises(ValueError, match="option of masks=True"):
+        model.oracle_outputs(outputs, batch, classes=True, keep_background_masks=True)
     with pytest.raises(ValueError, match="classes=True and/or masks=True"):
         model.oracle_outputs(outputs, batch)
     with pytest.raises(ValueError, match="mask_branch=False"):

@@ -57,3 +57,17 @@ def test_the_live_ci_run_trains_more_steps_than_the_full_recipes_batch_would_giv
     assert gsmt.train_options("full") == gsmt.TRAIN and gsmt.train_options("full")["batch_size"] == 16
     assert gsmt.train_options("ci") == {**gsmt.TRAIN, "batch_size": 4} and gsmt.EPOCHS["ci"] == 80
     assert gsmt.EPOCHS["full"] == gsmt.RECIPE["epochs"]
+
+
+def test_the_oracle_job_decodes_one_trained_model_with_each_half_true(monkeypatch, tmp_path):
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    result = find_result("gsmt", "thumos_oracles")
+    assert result.name == "04_oracles.json" and result.jobs == ("anet_oracles", "thumos_oracles")
+    assert len(result.seeds) >= 3 and result.subset == "testing"
+    rows = json.loads(run_job("gsmt", "thumos_oracles", 0, "smoke").read_text())["rows"]
+    assert list(rows) == [f"thumos: {row}" for row in gsmt.ORACLES]
+    assert {metrics["decoding"] for metrics in rows.values()} <= {"long", "short"}
+    assert len({metrics["decoding"] for metrics in rows.values()}) == 1  # one decoding, chosen on validation
+    assert all(metrics["subset"] == "testing" and len(metrics["mAP"]) == 5 for metrics in rows.values())
+    # Both halves true: every instance decoded exactly, whatever the model learned.
+    assert rows["thumos: GSMT, true class map and masks"]["average_mAP"] == 1.0

@@ -73,3 +73,37 @@ def test_the_windowed_job_trains_on_windows_and_measures_whole_testing_videos(tm
         assert metrics["subset"] == "testing" and metrics["epochs"] == 1 and metrics["final_loss"] > 0
     assert sum(part["rows"][sptad.WINDOW_ROW]["duration"]["count"]) == sum(
         len(item["labels"]) for item in world.dataset("testing"))
+
+
+def test_the_window_recipe_grid_takes_in_the_papers_recipe_and_runs_on_validation(tmp_path, monkeypatch):
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    result = find_result("sptad", sptad.AS_PRINTED_JOB)
+    assert result.name == "05_window_recipe.json" and result.subset == "validation" and len(result.seeds) >= 2
+    assert result.jobs == ("windows_lr0.0001", "windows_lr0.0003", "windows_lr0.001", "windows_lr0.003",
+                           sptad.AS_PRINTED_JOB)
+    assert sptad.WINDOW_LR in sptad.WINDOW_RECIPE_LRS and 1e-4 in sptad.WINDOW_RECIPE_LRS
+    grid = sptad.window_recipe("windows_lr0.0003", "full")
+    assert grid == {"epochs": 20, "lr": 3e-4, "batch_size": 8, "weight_decay": 1e-4, "clip_grad_norm": 1.0,
+                    "warmup_epochs": 1}
+    printed = sptad.window_recipe(sptad.AS_PRINTED_JOB, "full")
+    assert (printed["epochs"], printed["step_epoch"], printed["lr"], printed["batch_size"]) == (16, 12, 1e-4, 16)
+    assert "warmup_epochs" not in printed and "clip_grad_norm" not in printed
+    with pytest.raises(ValueError, match="not a job of 05_window_recipe.json"):
+        sptad.window_recipe("windows_lr0.5", "full")
+    part = json.loads(run_job("sptad", sptad.AS_PRINTED_JOB, 0, "smoke").read_text())
+    (row, metrics), = part["rows"].items()
+    assert row == sptad.AS_PRINTED_ROW and metrics["subset"] == "validation"
+    assert metrics["epochs"] == 2 and len(metrics["loss_per_epoch"]) == 2
+    assert metrics["final_loss"] == metrics["loss_per_epoch"][-1] > 0
+
+
+def test_the_chosen_window_lr_is_the_best_mean_and_the_lower_rate_on_a_tie():
+    from tadlab.experiments import SeedRuns
+
+    means = {1e-4: 0.10, 3e-4: 0.20, 1e-3: 0.20, 3e-3: 0.05}
+    stored = {sptad.window_recipe_row(lr): SeedRuns(sptad.window_recipe_row(lr), [0, 1],
+                                                    [{"average_mAP": m - 0.01}, {"average_mAP": m + 0.01}])
+              for lr, m in means.items()}
+    assert sptad.chosen_window_lr(stored) == 3e-4
+    stored[sptad.window_recipe_row(1e-3)] = SeedRuns("x", [0, 1], [{"average_mAP": 0.3}, {"average_mAP": 0.2}])
+    assert sptad.chosen_window_lr(stored) == 1e-3

@@ -225,16 +225,19 @@ class GSMT(nn.Module):
                                    top_snippets=top_snippets, thresholds=thresholds, score_threshold=score_threshold,
                                    top_k=top_k, mask_score=mask_score, nms=nms, top_selection=top_selection)
 
-    def oracle_outputs(self, outputs: dict, batch: dict, *, classes: bool = False, masks: bool = False) -> dict:
+    def oracle_outputs(self, outputs: dict, batch: dict, *, classes: bool = False, masks: bool = False,
+                       keep_background_masks: bool = False) -> dict:
         """GSMT Table 6's oracles: ``outputs`` with the class map and/or the masks replaced by ``batch``'s ground truth.
 
         ``classes=True``: ``probs`` becomes the one-hot ground-truth class map (B, K+1, T) of :meth:`targets`
         (background K outside instances; ``logits`` = its log, floored at the dtype's smallest normal number, whose
         softmax is ``probs`` to float precision). ``masks=True``: ``masks`` becomes the ground-truth masks
         (B, T, T) (column t = the mask of the instance snippet t lies in, zeros for background snippets;
-        ``mask_logits`` = their logit, clamped one machine epsilon inside (0, 1)). Other entries are left as
-        predicted (``regression`` is unused at test time). Returns a new dict; ``outputs`` is not changed. Pass the
-        result to :meth:`detect`.
+        ``mask_logits`` = their logit, clamped one machine epsilon inside (0, 1)). The empty background columns
+        also tell where no instance is, an actionness oracle besides the masks' shapes; ``keep_background_masks=True``
+        keeps the predicted columns of background snippets, so only the instance snippets' masks are true. Other
+        entries are left as predicted (``regression`` is unused at test time). Returns a new dict; ``outputs`` is not
+        changed. Pass the result to :meth:`detect`.
 
         With the one-hot class map every foreground snippet ties at 1, so ``detect``'s ``top_snippets`` (M1 = 50)
         keeps an arbitrary 50 of them; pass ``top_snippets=T`` to let every foreground snippet propose.
@@ -243,6 +246,8 @@ class GSMT(nn.Module):
             raise ValueError("oracle_outputs needs classes=True and/or masks=True, got both False")
         if masks and not self.has_mask_branch:
             raise ValueError("masks=True needs the mask branch; this GSMT has mask_branch=False")
+        if keep_background_masks and not masks:
+            raise ValueError("keep_background_masks=True is an option of masks=True, got masks=False")
         probs = outputs["probs"]
         device, dtype = probs.device, probs.dtype
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
@@ -253,9 +258,15 @@ class GSMT(nn.Module):
             oracle["probs"] = one_hot.to(dtype)
             oracle["logits"] = oracle["probs"].clamp_min(torch.finfo(dtype).tiny).log()
         if masks:
-            oracle["masks"] = targets["masks"].to(dtype)
             epsilon = torch.finfo(dtype).eps
-            oracle["mask_logits"] = torch.logit(oracle["masks"].clamp(epsilon, 1 - epsilon))
+            true_logits = torch.logit(targets["masks"].to(dtype).clamp(epsilon, 1 - epsilon))
+            if keep_background_masks:  # columns are snippets: (B, 1, T) picks the instance snippets' columns
+                instance = targets["valid"][:, None, :]
+                oracle["masks"] = torch.where(instance, targets["masks"].to(dtype), outputs["masks"])
+                oracle["mask_logits"] = torch.where(instance, true_logits, outputs["mask_logits"])
+            else:
+                oracle["masks"] = targets["masks"].to(dtype)
+                oracle["mask_logits"] = true_logits
         return oracle
 
 

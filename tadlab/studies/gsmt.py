@@ -12,6 +12,13 @@
   change, its positional encoding (none, the paper's default and best row; learned; fixed sinusoidal, the recipe's),
   one job per encoding, each decoded by its masks and by its class map (rows "anet, positional P: GSMT" and
   "anet, positional P: GSMT, class-map decoding"). The "fixed" job retrains the headline's model of that seed.
+- ``04_oracles.json``: GSMT Table 6's oracles on both presets over :data:`ABLATION_SEEDS` (jobs ``"anet_oracles"``,
+  ``"thumos_oracles"``; the model of the anet headline and of notebook 08's "thumos: GSMT" row, retrained): the
+  trained GSMT decoded by its masks with one half replaced by the ground truth (:data:`ORACLES`). The true masks
+  come twice: as Table 6 (background snippets' columns empty, which also says where no action is) and on the
+  instance snippets only (background columns as predicted), which separates the masks' shapes from that
+  actionness oracle. A true class map ties every foreground snippet at 1, so those rows let every snippet propose
+  (M1 = T), and so does the row they are measured against ("GSMT, M1 = T").
 
 The recipe (:func:`gsmt_options`, :data:`TRAIN`, :data:`EPOCHS`) is the one notebook 04 chose on validation
 videos of the *earlier* worlds (``results/04_recipe_validation.json``: the anet world of seed 0 with 100
@@ -50,6 +57,16 @@ BOOTSTRAP = 100  # resamplings of the testing videos for the evaluation's sampli
 SHIPPED_SEEDS = (0,)
 FACTORY = "tadlab.models.gsmt:GSMT"
 POSITIONAL = ("none", "learned", "fixed")  # GSMT Table 13's rows (the recipe's is "fixed")
+# GSMT Table 6's oracles: row -> oracle_outputs' options (None: as predicted) and whether every snippet proposes
+ORACLES = {
+    "GSMT": (None, False),
+    "GSMT, M1 = T": (None, True),
+    "GSMT, true class map": ({"classes": True}, True),
+    "GSMT, true masks on instance snippets": ({"masks": True, "keep_background_masks": True}, False),
+    "GSMT, true masks": ({"masks": True}, False),
+    "GSMT, true class map and masks": ({"classes": True, "masks": True}, True),
+}
+ORACLE_JOBS = ("anet_oracles", "thumos_oracles")
 
 RESULTS = [
     Result("04_headline.json", jobs=("anet",), seeds=HEADLINE_SEEDS,
@@ -60,6 +77,9 @@ RESULTS = [
     Result("04_positional.json", jobs=tuple(f"anet_positional_{p}" for p in POSITIONAL), seeds=ABLATION_SEEDS,
            meta={"recipe": RECIPE, "positional": list(POSITIONAL), "paper_table_13": PAPER_POSITIONAL,
                  "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
+    Result("04_oracles.json", jobs=ORACLE_JOBS, seeds=ABLATION_SEEDS,
+           meta={"recipe": RECIPE, "oracles": {row: options for row, (options, _) in ORACLES.items()},
+                 "every_snippet_proposes": [row for row, (_, every) in ORACLES.items() if every]}),
 ]
 
 
@@ -123,7 +143,29 @@ def positional_row(positional: str, row: str = "GSMT") -> str:
     return f"anet, positional {positional}: {row}"
 
 
+def oracle_rows(model, world, device="cpu") -> dict:
+    """``{row: metrics}`` of :data:`ORACLES` for a trained GSMT on ``world``'s testing videos, decoded by its masks
+    as its headline row (``mask_decoding``); each row's metrics as :func:`tadlab.diagnostics.evaluate_outputs`."""
+    from tadlab.diagnostics import evaluate_outputs
+
+    decoding = mask_decoding(model, world, device)
+    rows = {}
+    for row, (options, every_snippet) in ORACLES.items():
+        transform = None if options is None else lambda outputs, batch, o=options: model.oracle_outputs(
+            outputs, batch, **o)
+        detect = {**mask_detect(world.preset, decoding), **({"top_snippets": world.num_snippets} if every_snippet
+                                                            else {})}
+        rows[row] = {**evaluate_outputs(model, world, TIOU[world.preset], transform, device=device, **detect),
+                     "decoding": decoding}
+    return rows
+
+
 def run(job: str, seed: int, profile: str, device="cpu") -> dict:
+    if job in ORACLE_JOBS:
+        preset = job.removesuffix("_oracles")
+        world = standard_world(preset, profile, seed)
+        model, _ = train_gsmt(world, seed, profile, device)
+        return {f"{preset}: {row}": metrics for row, metrics in oracle_rows(model, world, device).items()}
     for positional in POSITIONAL:
         if job == f"anet_positional_{positional}":  # one change: the positional encoding (Table 13)
             world = standard_world("anet", profile, seed)
@@ -131,7 +173,7 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
             rows = headline_rows(model, world, device, duration=False)
             return {positional_row(positional, row): metrics for row, metrics in rows.items()}
     if job != "anet":
-        jobs = ["anet"] + [f"anet_positional_{p}" for p in POSITIONAL]
+        jobs = ["anet"] + [f"anet_positional_{p}" for p in POSITIONAL] + list(ORACLE_JOBS)
         raise ValueError(f"unknown job {job!r} of study 'gsmt'; its jobs are {jobs}")
     world = standard_world(job, profile, seed)
     model, history = train_gsmt(world, seed, profile, device)
