@@ -80,7 +80,7 @@ def test_the_window_recipe_grid_takes_in_the_papers_recipe_and_runs_on_validatio
     result = find_result("sptad", sptad.AS_PRINTED_JOB)
     assert result.name == "05_window_recipe.json" and result.subset == "validation" and len(result.seeds) >= 2
     assert result.jobs == ("windows_lr0.0001", "windows_lr0.0003", "windows_lr0.001", "windows_lr0.003",
-                           sptad.AS_PRINTED_JOB, sptad.PAPER_STRIDE_JOB)
+                           sptad.AS_PRINTED_JOB)
     assert sptad.WINDOW_LR in sptad.WINDOW_RECIPE_LRS and 1e-4 in sptad.WINDOW_RECIPE_LRS
     grid = sptad.window_recipe("windows_lr0.0003", "full")
     assert grid == {"epochs": 20, "lr": 3e-4, "batch_size": 8, "weight_decay": 1e-4, "clip_grad_norm": 1.0,
@@ -88,7 +88,6 @@ def test_the_window_recipe_grid_takes_in_the_papers_recipe_and_runs_on_validatio
     printed = sptad.window_recipe(sptad.AS_PRINTED_JOB, "full")
     assert (printed["epochs"], printed["step_epoch"], printed["lr"], printed["batch_size"]) == (16, 12, 1e-4, 16)
     assert "warmup_epochs" not in printed and "clip_grad_norm" not in printed
-    assert sptad.window_recipe(sptad.PAPER_STRIDE_JOB, "full") == sptad.window_recipe("windows_lr0.001", "full")
     with pytest.raises(ValueError, match="not a job of 05_window_recipe.json"):
         sptad.window_recipe("windows_lr0.5", "full")
     part = json.loads(run_job("sptad", sptad.AS_PRINTED_JOB, 0, "smoke").read_text())

@@ -17,8 +17,7 @@ rows seed by seed (:func:`tadlab.experiments.paired_difference`).
   job per learning rate of :data:`WINDOW_RECIPE_LRS` (the rest of the recipe as the headline's: cosine schedule
   after a one-epoch warm-up, batch 8, :data:`WINDOW_EPOCHS`), rows "SP-TAD (windows), lr X"; and job
   ``"windows_as_printed"``, the paper's own recipe (:data:`~tadlab.sptad_study.PAPER_RECIPE`: 16 epochs, lr 1e-4
-  then 1e-5 after epoch 12, batch 16, no warm-up, no clipping), row :data:`AS_PRINTED_ROW`; and job
-  ``"windows_stride4"``, the lr-1e-3 row with the paper's training stride (about 4 snippets). Each row carries its
+  then 1e-5 after epoch 12, batch 16, no warm-up, no clipping), row :data:`AS_PRINTED_ROW`. Each row carries its
   training loss per epoch, so a collapse shows. :func:`chosen_window_lr` applies the rule fixed before looking.
 
 The other stored rows of notebook 05 (``05_stages.json``, ``05_variants.json``, ``05_sptad.json``,
@@ -62,9 +61,6 @@ WINDOW_RECIPE_LRS = (1e-4, 3e-4, 1e-3, 3e-3)
 WINDOW_RECIPE_SEEDS = (0, 1)
 AS_PRINTED_JOB, AS_PRINTED_ROW = "windows_as_printed", "SP-TAD (windows), the paper's recipe"
 AS_PRINTED_EPOCHS = {"smoke": 2, "ci": 8, "full": PAPER_RECIPE["epochs"]}  # the step after 3/4 of them, as 12 of 16
-# The paper's training stride: 30 frames (3 s) is about 4 snippets here; one change from the lr-1e-3 row (twice the
-# clips, so twice the steps and the time per epoch)
-PAPER_STRIDE_JOB, PAPER_STRIDE = "windows_stride4", 4
 
 
 def window_recipe_job(lr: float) -> str:
@@ -85,7 +81,7 @@ RESULTS = [
                  "windows": WINDOWS, "train": WINDOW_TRAIN, "lr": WINDOW_LR, "epochs": WINDOW_EPOCHS["full"],
                  "pairs_with": "01_baselines.json"}),
     Result("05_window_recipe.json", seeds=WINDOW_RECIPE_SEEDS, subset="validation",
-           jobs=(*map(window_recipe_job, WINDOW_RECIPE_LRS), AS_PRINTED_JOB, PAPER_STRIDE_JOB),
+           jobs=(*map(window_recipe_job, WINDOW_RECIPE_LRS), AS_PRINTED_JOB),
            meta={"preset": PRESET, "model": WINDOW_MODEL, "windows": WINDOWS, "train": WINDOW_TRAIN,
                  "epochs": WINDOW_EPOCHS["full"], "as_printed": PAPER_RECIPE,
                  "rule": "the highest mean validation average mAP over the seeds"}),
@@ -101,18 +97,16 @@ def subset_windows(world, subset: str = "testing", stride: int = WINDOWS["test_s
     return crop_windows(world.dataset(subset), WINDOWS["length"], stride, WINDOWS["min_ioa"], center_features=True)
 
 
-def train_windows(world, seed: int, profile: str, device="cpu", recipe: dict | None = None,
-                  train_stride: int = WINDOWS["train_stride"], **overrides):
+def train_windows(world, seed: int, profile: str, device="cpu", recipe: dict | None = None, **overrides):
     """SP-TAD of :data:`WINDOW_MODEL` (with ``overrides``) trained on the :data:`WINDOWS` of ``world``'s training
-    videos (cut ``train_stride`` snippets apart) for :data:`WINDOW_EPOCHS` of ``profile`` at :data:`WINDOW_LR` with
-    :data:`WINDOW_TRAIN` (``recipe``: :func:`tadlab.train.fit`'s options in their place, ``epochs`` and ``lr``
-    included); returns
+    videos for :data:`WINDOW_EPOCHS` of ``profile`` at :data:`WINDOW_LR` with :data:`WINDOW_TRAIN` (``recipe``:
+    :func:`tadlab.train.fit`'s options in their place, ``epochs`` and ``lr`` included); returns
     ``(detector, history)``, the detector a :class:`~tadlab.windows.SlidingWindowDetector` that runs it on whole
     videos."""
     from tadlab.models.sptad import SPTAD
     from tadlab.windows import SlidingWindowDetector
 
-    windows = subset_windows(world, "training", train_stride)
+    windows = subset_windows(world, "training", WINDOWS["train_stride"])
     seed_everything(seed)
     model = SPTAD(world.feature_dim, world.num_classes, **{**WINDOW_MODEL, **overrides})
     recipe = {"epochs": WINDOW_EPOCHS[profile], "lr": WINDOW_LR, **WINDOW_TRAIN} if recipe is None else recipe
@@ -122,8 +116,6 @@ def train_windows(world, seed: int, profile: str, device="cpu", recipe: dict | N
 
 def window_recipe(job: str, profile: str) -> dict:
     """:func:`tadlab.train.fit`'s options of a ``05_window_recipe.json`` job at ``profile``."""
-    if job == PAPER_STRIDE_JOB:
-        return {"epochs": WINDOW_EPOCHS[profile], "lr": WINDOW_LR, **WINDOW_TRAIN}
     if job == AS_PRINTED_JOB:
         epochs = AS_PRINTED_EPOCHS[profile]
         return {**PAPER_RECIPE, "epochs": epochs, "step_epoch": epochs * 3 // 4}
@@ -138,14 +130,12 @@ def run_window_recipe(job: str, seed: int, profile: str, device="cpu") -> dict:
     its training loss per epoch (a collapse shows as a loss that stops falling)."""
     recipe = window_recipe(job, profile)
     world = standard_world(PRESET, profile, seed)
-    stride = PAPER_STRIDE if job == PAPER_STRIDE_JOB else WINDOWS["train_stride"]
-    detector, history = train_windows(world, seed, profile, device, recipe=recipe, train_stride=stride)
-    row = {AS_PRINTED_JOB: AS_PRINTED_ROW, PAPER_STRIDE_JOB: f"{window_recipe_row(recipe['lr'])}, training stride "
-           f"{PAPER_STRIDE}"}.get(job, window_recipe_row(recipe["lr"]))
+    detector, history = train_windows(world, seed, profile, device, recipe=recipe)
+    row = AS_PRINTED_ROW if job == AS_PRINTED_JOB else window_recipe_row(recipe["lr"])
     metrics = detection_metrics(detector, world, THUMOS_TIOU, "validation", device)
     losses = [float(loss) for loss in history.train["total"]]
-    return {row: {**metrics, "final_loss": losses[-1], "loss_per_epoch": losses, "epochs": recipe["epochs"],
-                  "train_stride": stride}, "meta": {"recipe": recipe, "train_stride": stride}}
+    return {row: {**metrics, "final_loss": losses[-1], "loss_per_epoch": losses, "epochs": recipe["epochs"]},
+            "meta": {"recipe": recipe}}
 
 
 def chosen_window_lr(stored: dict) -> float:
@@ -186,7 +176,7 @@ def run_windows(seed: int, profile: str, device="cpu") -> dict:
 def run(job: str, seed: int, profile: str, device="cpu") -> dict:
     if job == WINDOWS_JOB:
         return run_windows(seed, profile, device)
-    recipe_jobs = (*map(window_recipe_job, WINDOW_RECIPE_LRS), AS_PRINTED_JOB, PAPER_STRIDE_JOB)
+    recipe_jobs = (*map(window_recipe_job, WINDOW_RECIPE_LRS), AS_PRINTED_JOB)
     if job in recipe_jobs:
         return run_window_recipe(job, seed, profile, device)
     if job != PRESET:
