@@ -81,7 +81,7 @@ def test_the_window_recipe_grid_takes_in_the_papers_recipe_and_runs_on_validatio
     assert result.name == "05_window_recipe.json" and result.subset == "validation" and len(result.seeds) >= 2
     assert result.jobs == ("windows_lr0.0001", "windows_lr0.0003", "windows_lr0.001", "windows_lr0.003",
                            sptad.AS_PRINTED_JOB)
-    assert sptad.WINDOW_LR in sptad.WINDOW_RECIPE_LRS and 1e-4 in sptad.WINDOW_RECIPE_LRS
+    assert sptad.WINDOW_LR["full"] in sptad.WINDOW_RECIPE_LRS and 1e-4 in sptad.WINDOW_RECIPE_LRS
     grid = sptad.window_recipe("windows_lr0.0003", "full")
     assert grid == {"epochs": 20, "lr": 3e-4, "batch_size": 8, "weight_decay": 1e-4, "clip_grad_norm": 1.0,
                     "warmup_epochs": 1}
