@@ -259,14 +259,13 @@ class GSMT(nn.Module):
             oracle["logits"] = oracle["probs"].clamp_min(torch.finfo(dtype).tiny).log()
         if masks:
             epsilon = torch.finfo(dtype).eps
-            true_logits = torch.logit(targets["masks"].to(dtype).clamp(epsilon, 1 - epsilon))
+            true_masks = targets["masks"].to(dtype)
+            true_logits = torch.logit(true_masks.clamp(epsilon, 1 - epsilon))
             if keep_background_masks:  # columns are snippets: (B, 1, T) picks the instance snippets' columns
                 instance = targets["valid"][:, None, :]
-                oracle["masks"] = torch.where(instance, targets["masks"].to(dtype), outputs["masks"])
-                oracle["mask_logits"] = torch.where(instance, true_logits, outputs["mask_logits"])
-            else:
-                oracle["masks"] = targets["masks"].to(dtype)
-                oracle["mask_logits"] = true_logits
+                true_masks = torch.where(instance, true_masks, outputs["masks"])
+                true_logits = torch.where(instance, true_logits, outputs["mask_logits"])
+            oracle["masks"], oracle["mask_logits"] = true_masks, true_logits
         return oracle
 
 

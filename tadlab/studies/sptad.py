@@ -70,6 +70,9 @@ def window_recipe_job(lr: float) -> str:
     return f"windows_lr{lr:g}"
 
 
+WINDOW_RECIPE_JOBS = (*map(window_recipe_job, WINDOW_RECIPE_LRS), AS_PRINTED_JOB)
+
+
 def window_recipe_row(lr: float) -> str:
     return f"{WINDOW_ROW}, lr {lr:g}"
 
@@ -84,7 +87,7 @@ RESULTS = [
                  "windows": WINDOWS, "train": WINDOW_TRAIN, "lr": WINDOW_LR["full"], "epochs": WINDOW_EPOCHS["full"],
                  "pairs_with": "01_baselines.json"}),
     Result("05_window_recipe.json", seeds=WINDOW_RECIPE_SEEDS, subset="validation",
-           jobs=(*map(window_recipe_job, WINDOW_RECIPE_LRS), AS_PRINTED_JOB),
+           jobs=WINDOW_RECIPE_JOBS,
            meta={"preset": PRESET, "model": WINDOW_MODEL, "windows": WINDOWS, "train": WINDOW_TRAIN,
                  "epochs": WINDOW_EPOCHS["full"], "as_printed": PAPER_RECIPE,
                  "rule": "the highest mean validation average mAP over the seeds"}),
@@ -179,11 +182,10 @@ def run_windows(seed: int, profile: str, device="cpu") -> dict:
 def run(job: str, seed: int, profile: str, device="cpu") -> dict:
     if job == WINDOWS_JOB:
         return run_windows(seed, profile, device)
-    recipe_jobs = (*map(window_recipe_job, WINDOW_RECIPE_LRS), AS_PRINTED_JOB)
-    if job in recipe_jobs:
+    if job in WINDOW_RECIPE_JOBS:
         return run_window_recipe(job, seed, profile, device)
     if job != PRESET:
-        raise ValueError(f"unknown job {job!r} of study 'sptad'; its jobs are {[PRESET, WINDOWS_JOB, *recipe_jobs]}")
+        raise ValueError(f"unknown job {job!r} of study 'sptad'; its jobs are {[PRESET, WINDOWS_JOB, *WINDOW_RECIPE_JOBS]}")
     world = standard_world(PRESET, profile, seed)
     epochs = LONG_EPOCHS[profile]
     model, history = train_sptad(world, seed, epochs, RECIPE["lr"], device)
