@@ -68,6 +68,27 @@ ORACLES = {
 }
 ORACLE_JOBS = ("thumos_oracles",)  # where GSMT falls furthest below its paper (notebook 08); anet: 04_ablations
 ORACLE_SEEDS = (0, 1)  # two of the headline's seeds (the oracles' rows differ by far more than the seeds do)
+# The recipe sweep (validation videos of the anet world of seed 0): job -> (row, setting). Epochs are the full
+# profile's; other profiles scale them by EPOCHS[profile] / RECIPE["epochs"] (so the smoke DAG stays seconds).
+RECIPE_SWEEP = {
+    "recipe_mask1_epochs25": ("mask weight 1, 25 epochs", {"mask_weight": 1.0, "epochs": 25}),
+    "recipe_mask1_epochs50": ("mask weight 1, 50 epochs", {"mask_weight": 1.0, "epochs": 50}),
+    "recipe_mask10_epochs50": ("mask weight 10, 50 epochs", {"mask_weight": 10.0, "epochs": 50}),
+    "recipe_mask1_epochs100": ("mask weight 1, 100 epochs", {"mask_weight": 1.0, "epochs": 100}),
+}
+EPOCH_BUDGET = 50  # the longest training the rule may choose (what one CPU thread affords per seed and ablation)
+# Notebook 04, section 6: the headline GSMT with one change per job (row, change), on the headline's worlds and
+# its first seeds (ABLATION_SEEDS), so every row pairs with 04_headline.json's; "training_factor" is the world's.
+ABLATIONS = {
+    "anet_no_mask_branch": ("without the mask branch", {"mask_branch": False}),
+    "anet_cnn": ("1D CNN (fixed positions)", {"embedding": "cnn"}),
+    "anet_training_x3": ("×3 training videos", {"training_factor": 3}),
+    "anet_iou": ("IoU + dice", {"mask_loss": "iou"}),
+    "anet_iou_l2": ("IoU + dice + λ·L2", {"mask_loss": "iou", "mask_l2_penalty": True}),
+    "anet_biou": ("bIoU + dice", {"mask_l2_penalty": False}),
+    "anet_bce": ("BCE", {"mask_loss": "bce"}),
+}
+BOTH_SOURCES = "GSMT, both sources"  # the headline model's detections from its masks and its class map pooled
 
 RESULTS = [
     Result("04_headline.json", jobs=("anet",), seeds=HEADLINE_SEEDS,
@@ -81,6 +102,13 @@ RESULTS = [
     Result("04_oracles.json", jobs=ORACLE_JOBS, seeds=ORACLE_SEEDS,
            meta={"recipe": RECIPE, "oracles": {row: options for row, (options, _) in ORACLES.items()},
                  "every_snippet_proposes": [row for row, (_, every) in ORACLES.items() if every]}),
+    Result("04_recipe_validation.json", jobs=tuple(RECIPE_SWEEP), seeds=(0,), subset="validation",
+           meta={"preset": "anet", "epoch_budget": EPOCH_BUDGET,
+                 "sweep": {row: setting for row, setting in RECIPE_SWEEP.values()}}),
+    Result("04_ablations.json", jobs=(*ABLATIONS, "anet_readings"), seeds=ABLATION_SEEDS,
+           meta={"preset": "anet", "recipe": RECIPE, "changes": {row: change for row, change in ABLATIONS.values()},
+                 "readings": [*ORACLES, BOTH_SOURCES], "headline": "results/04_headline.json (the same seeds)",
+                 "tiou": [round(float(t), 2) for t in ANET_TIOU]}),
 ]
 
 
@@ -161,7 +189,69 @@ def oracle_rows(model, world, device="cpu") -> dict:
     return rows
 
 
+def sweep_epochs(epochs: int, profile: str) -> int:
+    """A recipe row's epochs (given at "full") at ``profile``: scaled with the profile's own epochs, at least 1."""
+    return max(1, round(epochs * EPOCHS[profile] / RECIPE["epochs"]))
+
+
+def chosen_recipe(stored) -> tuple[str, dict]:
+    """The rule fixed before the sweep ran: the highest validation average mAP among the rows of at most
+    :data:`EPOCH_BUDGET` epochs. ``stored``: ``04_recipe_validation.json`` loaded (:func:`load_runs`); returns the
+    row's name and its setting (:data:`RECIPE_SWEEP`)."""
+    settings = dict(RECIPE_SWEEP.values())
+    affordable = [name for name in stored if settings[name]["epochs"] <= EPOCH_BUDGET]
+    chosen = max(affordable, key=lambda name: stored[name].mean())
+    return chosen, settings[chosen]
+
+
+def ablation_rows(job: str, seed: int, profile: str, device="cpu") -> dict:
+    """One job of ``04_ablations.json``: ``{row: metrics}`` on the testing videos of the anet world of ``seed``.
+
+    A change of :data:`ABLATIONS` trains the headline GSMT with that one change and decodes it by its masks (by its
+    class map when it has none), with the mask quality on testing; the embedding and the bigger world are also
+    decoded by their class map. ``"anet_readings"`` retrains the headline model itself and reads it with GSMT Table
+    6's oracles (:data:`ORACLES`, its "GSMT" row repeats the headline's) and with both sources pooled."""
+    if job == "anet_readings":
+        world = standard_world("anet", profile, seed)
+        model, _ = train_gsmt(world, seed, profile, device)
+        rows = oracle_rows(model, world, device)
+        rows[BOTH_SOURCES] = detection_metrics(model, world, ANET_TIOU, device=device,
+                                               **{**mask_detect("anet"), "source": "both"})
+        return rows
+    name, change = ABLATIONS[job]
+    change = dict(change)
+    factor = change.pop("training_factor", 1)
+    world = standard_world("anet", profile, seed, training_factor=factor)
+    model, history = train_gsmt(world, seed, profile, device, **change)
+    has_masks = change.get("mask_branch", True)
+    detect = mask_detect("anet") if has_masks else class_map_detect("anet")
+    rows = {name: {**detection_metrics(model, world, ANET_TIOU, device=device, **detect),
+                   **mask_quality(model, world.dataset("testing"), device=device),
+                   "training_videos": len(world.dataset("training")), "final_loss": history.train["total"][-1]}}
+    if has_masks and ("embedding" in change or factor > 1):  # a question of its own for these two
+        rows[f"{name}, class-map decoding"] = detection_metrics(model, world, ANET_TIOU, device=device,
+                                                                **class_map_detect("anet"))
+    return rows
+
+
+def recipe_rows(job: str, seed: int, profile: str, device="cpu") -> dict:
+    """One row of the recipe sweep (:data:`RECIPE_SWEEP`) on the validation videos of the anet world of ``seed``:
+    average mAP decoded by the masks, and the class map's and masks' quality there."""
+    name, setting = RECIPE_SWEEP[job]
+    world = standard_world("anet", profile, seed)
+    model, history = train_gsmt(world, seed, profile, device, epochs=sweep_epochs(setting["epochs"], profile),
+                                mask_weight=setting["mask_weight"])
+    metrics = detection_metrics(model, world, ANET_TIOU, subset="validation", device=device, **mask_detect("anet"))
+    return {name: {**metrics, **mask_quality(model, world.dataset("validation"), device=device), **setting,
+                   "trained_epochs": sweep_epochs(setting["epochs"], profile),
+                   "final_loss": history.train["total"][-1]}}
+
+
 def run(job: str, seed: int, profile: str, device="cpu") -> dict:
+    if job in RECIPE_SWEEP:
+        return recipe_rows(job, seed, profile, device)
+    if job in ABLATIONS or job == "anet_readings":
+        return ablation_rows(job, seed, profile, device)
     if job in ORACLE_JOBS:
         preset = job.removesuffix("_oracles")
         world = standard_world(preset, profile, seed)
@@ -174,7 +264,8 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
             rows = headline_rows(model, world, device, duration=False)
             return {positional_row(positional, row): metrics for row, metrics in rows.items()}
     if job != "anet":
-        jobs = ["anet"] + [f"anet_positional_{p}" for p in POSITIONAL] + list(ORACLE_JOBS)
+        jobs = (["anet"] + [f"anet_positional_{p}" for p in POSITIONAL] + list(ORACLE_JOBS) + list(RECIPE_SWEEP)
+                + list(ABLATIONS) + ["anet_readings"])
         raise ValueError(f"unknown job {job!r} of study 'gsmt'; its jobs are {jobs}")
     world = standard_world(job, profile, seed)
     model, history = train_gsmt(world, seed, profile, device)
