@@ -107,3 +107,21 @@ def test_the_chosen_window_lr_is_the_best_mean_and_the_lower_rate_on_a_tie():
     assert sptad.chosen_window_lr(stored) == 3e-4
     stored[sptad.window_recipe_row(1e-3)] = SeedRuns("x", [0, 1], [{"average_mAP": 0.3}, {"average_mAP": 0.2}])
     assert sptad.chosen_window_lr(stored) == 1e-3
+
+
+def test_the_whole_video_recipe_is_chosen_on_validation_by_the_workflow(monkeypatch, tmp_path):
+    from tadlab.experiments import SeedRuns
+    from tadlab.studies import find_result
+    from tadlab.studies import sptad
+
+    result = find_result("sptad", "whole_lr0.001")
+    assert result.name == "05_recipe_validation.json" and result.subset == "validation"
+    assert result.jobs == ("whole_lr0.001", "whole_lr0.003") and len(result.seeds) >= 2
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    [(name, row)] = sptad.run("whole_lr0.001", 0, "smoke").items()
+    assert name == "SP-TAD, lr 0.001" and row["subset"] == "validation" and row["lr"] == 1e-3
+    assert len(row["loss_per_epoch"]) == row["epochs"] and row["final_loss"] == row["loss_per_epoch"][-1]
+    stored = {sptad.whole_recipe_row(lr): SeedRuns(sptad.whole_recipe_row(lr), [0, 1],
+                                                   [{"average_mAP": v} for v in values], "validation")
+              for lr, values in ((1e-3, (0.2, 0.4)), (3e-3, (0.35, 0.2)))}
+    assert sptad.chosen_whole_lr(stored) == 1e-3  # mean 0.30 against 0.275
