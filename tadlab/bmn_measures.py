@@ -33,6 +33,7 @@ from tadlab.models.video_classifier import VideoClassifier, combine_proposals_wi
 from tadlab.segments import segment_iou
 
 ORACLES = (None, "map", "map+boundaries")
+COVERAGE_EDGES = (0.2, 0.4, 0.6, 0.8)  # instance length / video length: five bins (notebook 06, section 8)
 
 
 def _instances(video, index: int) -> torch.Tensor:
@@ -100,6 +101,25 @@ def grid_ceiling_proposals(videos: Sequence, num_snippets: int, max_duration: in
     return proposals
 
 
+def recall_by_coverage(proposals: Sequence[Mapping], items: Sequence[Mapping], num_snippets: int,
+                       edges=COVERAGE_EDGES, tiou_thresholds=ANET_TIOU, top: int = 100) -> tuple[list, list]:
+    """AR@``top`` of the instances in each coverage bin (instance length / video length, bins split at ``edges``):
+    per instance the share of ``tiou_thresholds`` its best top-``top`` proposal reaches, averaged over the bin's
+    instances (None for an empty bin). Returns ``(recall per bin, instances per bin)``; with at most ``top``
+    proposals a video their count-weighted mean is the official AR@``top``."""
+    thresholds = parse_tiou(tiou_thresholds)
+    best, coverage = [], []
+    for item, p in zip(items, proposals):
+        segments = item["segments"]
+        tiou = segment_iou(segments, p["segments"][:top].to(segments.dtype))
+        best.append(tiou.amax(1) if tiou.shape[1] else torch.zeros(len(tiou), dtype=segments.dtype))
+        coverage.append((segments[:, 1] - segments[:, 0]) / num_snippets)
+    found = (torch.cat(best).numpy()[:, None] >= thresholds[None]).mean(1)
+    bins = np.digitize(torch.cat(coverage).numpy(), list(edges))
+    recall = [float(found[bins == b].mean()) if (bins == b).any() else None for b in range(len(edges) + 1)]
+    return recall, np.bincount(bins, minlength=len(edges) + 1).tolist()
+
+
 @torch.no_grad()
 def bmn_predictions(model: BMN, classifier: VideoClassifier, items: Sequence[Mapping], *,
                     iterations: int | None = None, oracle: str | None = None, batch_size: int = 32,
@@ -149,7 +169,7 @@ def bmn_predictions(model: BMN, classifier: VideoClassifier, items: Sequence[Map
 
 
 def measure_bmn(model: BMN, classifier: VideoClassifier, world, subset: str = "testing", *,
-                tiou_thresholds=ANET_TIOU, **prediction_kwargs) -> dict:
+                tiou_thresholds=ANET_TIOU, coverage_edges=None, **prediction_kwargs) -> dict:
     """AR@AN and ActivityNet mAP of a trained BMN (and video classifier) on one subset of a synthetic ``world``.
 
     ``prediction_kwargs`` go to :func:`bmn_predictions` (``iterations``, ``oracle``, ``candidates``, ``nms``, ...).
@@ -159,7 +179,8 @@ def measure_bmn(model: BMN, classifier: VideoClassifier, world, subset: str = "t
     :func:`tadlab.experiments.detection_metrics` of ``ProposalDetector(model, classifier)`` with the same options.
 
     Returns ``AR@1``, ``AR@10``, ``AR@100``, ``AUC``, ``average_mAP``, ``mAP`` (per threshold), ``map_error`` (mean
-    squared error of the regression channel against the target tIoU over the valid cells) and ``subset``.
+    squared error of the regression channel against the target tIoU over the valid cells) and ``subset``; with
+    ``coverage_edges`` also ``recall_by_coverage`` and ``coverage_counts`` (:func:`recall_by_coverage`).
     """
     items = list(world.dataset(subset))
     predicted = bmn_predictions(model, classifier, items, **prediction_kwargs)
@@ -175,6 +196,10 @@ def measure_bmn(model: BMN, classifier: VideoClassifier, world, subset: str = "t
                              tiou_thresholds, subset=subset)
     valid = model.valid.cpu().expand_as(predicted["iou"])
     error = ((predicted["confidence"][:, 0] - predicted["iou"])[valid] ** 2).mean()
-    return {"AR@1": ar.ar_at(1), "AR@10": ar.ar_at(10), "AR@100": ar.ar_at(100), "AUC": float(ar.auc),
-            "average_mAP": float(mAP.average_mAP), "mAP": [float(m) for m in np.asarray(mAP.mAP)],
-            "map_error": float(error), "subset": subset}
+    row = {"AR@1": ar.ar_at(1), "AR@10": ar.ar_at(10), "AR@100": ar.ar_at(100), "AUC": float(ar.auc),
+           "average_mAP": float(mAP.average_mAP), "mAP": [float(m) for m in np.asarray(mAP.mAP)],
+           "map_error": float(error), "subset": subset}
+    if coverage_edges is not None:
+        row["recall_by_coverage"], row["coverage_counts"] = recall_by_coverage(
+            predicted["proposals"], items, num_snippets, coverage_edges)
+    return row

@@ -102,18 +102,6 @@ def test_rrm_notebook_runs_with_papermill_parameters_and_writes_its_metrics(tmp_
     assert {"test x0", "test x1", "test x3", "test x15"} <= set(metrics["sweep"])
 
 
-def test_rrm_candidates_script_writes_its_rows(tmp_path):
-    # scripts/rrm_candidates.py (notebook 06, section 7) at the "smoke" size: one seed, one epoch
-    out = tmp_path / "candidates.json"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "rrm_candidates.py"), "--profile", "smoke", "--seeds", "1",
-                    "--output", str(out)], check=True, capture_output=True, cwd=ROOT)
-    stored = json.loads(out.read_text())
-    assert stored["profile"] == "smoke" and stored["subset"] == "testing"
-    names = [row["name"] for row in stored["runs"]]
-    assert names == ["BMN", "BMN, every cell a candidate", "oracle map", "oracle map, every cell a candidate"]
-    assert all(0 <= row["metrics"][0]["AR@100"] <= 1 and row["seeds"] == [1] for row in stored["runs"])
-
-
 def test_sptad_jobs_merge_into_one_file_per_table(tmp_path):
     # scripts/sptad_experiments.py (notebook 05, sections 6-9) at the "smoke" size: two jobs, then the merge
     script = [sys.executable, str(ROOT / "scripts" / "sptad_experiments.py")]

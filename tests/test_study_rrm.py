@@ -91,3 +91,75 @@ def test_the_every_cell_job_measures_both_candidate_rules_and_the_grid_ceiling(m
     assert len(ceiling["recall"]) == 10 and ceiling["AR@100"] == pytest.approx(sum(ceiling["recall"]) / 10)
     for row in expected[:-1]:  # no proposals beat the best cell of every instance
         assert part["rows"][row]["AR@100"] <= ceiling["AR@100"] + 1e-9
+
+
+def test_the_recipe_iteration_and_candidate_files_are_planned_on_the_headline_worlds():
+    files = {result.name: result for result in rrm.RESULTS}
+    recipe = files["06_recipe_validation.json"]
+    assert recipe.jobs == (rrm.JOBS["recipe"],) and recipe.seeds == (0,) and recipe.subset == "validation"
+    headline = find_result("rrm", "anet")
+    for name in ("06_iterations.json", "06_candidates.json"):
+        result = files[name]
+        assert result.subset == "testing" and result.seeds == headline.seeds[:3] == (0, 1, 2)  # they pair with it
+        assert find_result("rrm", result.jobs[0]) is result
+    assert rrm.ITERATIONS in rrm.TRAINED and 1 in rrm.TRAINED
+
+
+def test_choose_recipe_applies_the_notebook_rule():
+    def row(ar, error):
+        return {"AR@100": ar, "map_error": error}
+
+    rows = {"BMN, lr 0.001": row(0.80, 0.020), "BMN, lr 0.003": row(0.85, 0.015), "BMN, lr 0.01": row(0.85, 0.010),
+            "RRM x3 joint with BMN, lr 0.01, test x0": row(0.80, 0.014),  # not a test x3 row: not a candidate
+            "RRM x3 joint with BMN, lr 0.01, test x3": row(0.80, 0.013),
+            "RRM x3 on frozen BMN, lr 0.003, test x3": row(0.86, 0.012),
+            "RRM x3 on frozen BMN, lr 0.01, test x3": row(0.86, 0.014)}
+    assert rrm.choose_bmn_lr(rows) == 0.01  # the best AR@100, a tie to the larger rate
+    assert rrm.choose_recipe(rows) == (0.01, False, 0.003)
+    rows["RRM x3 joint with BMN, lr 0.01, test x3"] = row(0.80, 0.011)
+    assert rrm.choose_recipe(rows) == (0.01, True, 0.01)
+
+
+def test_the_recipe_job_measures_the_grid_on_validation(monkeypatch, tmp_path):
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    part = json.loads(run_job("rrm", rrm.JOBS["recipe"], 0, "smoke").read_text())
+    assert part["subset"] == "validation"
+    rows = part["rows"]
+    bmn_lr = rrm.choose_bmn_lr(rows)
+    expected = ([f"BMN, lr {lr:g}" for lr in rrm.RECIPE_BMN_LRS]
+                + [f"RRM x3 joint with BMN, lr {bmn_lr:g}, test x{k}" for k in (0, 3)]
+                + [f"RRM x3 on frozen BMN, lr {lr:g}, test x3" for lr in rrm.RECIPE_RRM_LRS])
+    assert list(rows) == expected and all(row["subset"] == "validation" for row in rows.values())
+    chosen = rrm.choose_recipe(rows)
+    assert chosen[0] == bmn_lr and chosen[2] in rrm.RECIPE_RRM_LRS + (bmn_lr,)
+    assert rows[expected[4]]["gflops"] > rows[expected[3]]["gflops"]  # 3 iterations cost more than 0
+
+
+def test_the_iteration_and_candidate_jobs_share_the_headline_bmn(monkeypatch, tmp_path):
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    iterations = json.loads(run_job("rrm", rrm.JOBS["iterations"], 0, "smoke").read_text())["rows"]
+    candidates = json.loads(run_job("rrm", rrm.JOBS["candidates"], 0, "smoke").read_text())["rows"]
+    refined = [f"RRM x{n}, test x{k}" for n in rrm.TRAINED for k in sorted(set(rrm.TEST_ITERATIONS) | {n})]
+    assert list(iterations) == ["BMN", *refined, *rrm.ORACLE_ROWS]
+    assert list(candidates) == list(rrm.CANDIDATE_ROWS)
+    for key in ("AR@10", "AR@100", "AUC", "average_mAP", "map_error"):  # one training: the same BMN in both files
+        assert candidates["BMN"][key] == pytest.approx(iterations["BMN"][key], abs=1e-9)
+        assert candidates["oracle map"][key] == pytest.approx(iterations["oracle map"][key], abs=1e-9)
+    for row in [*iterations.values(), *candidates.values()]:
+        assert len(row["recall_by_coverage"]) == len(rrm.COVERAGE_EDGES) + 1 and row["gflops"] > 0
+        assert sum(row["coverage_counts"]) > 0 and row["AR@100 short"] == row["recall_by_coverage"][0]
+    assert iterations["oracle map"]["map_error"] == 0
+    gflops = [iterations[f"RRM x1, test x{k}"]["gflops"] for k in sorted(set(rrm.TEST_ITERATIONS) | {1})]
+    assert gflops == sorted(gflops) and gflops[0] > iterations["BMN"]["gflops"]
+
+
+def test_recall_by_coverage_weighs_back_to_the_official_ar100():
+    from tadlab.bmn_measures import measure_bmn
+
+    world = standard_world("anet", "smoke", 0)
+    torch.manual_seed(0)
+    model = rrm.detector(**rrm.kwargs_of(world)).eval()
+    row = measure_bmn(model.proposer, model.classifier, world, "testing", coverage_edges=rrm.COVERAGE_EDGES)
+    counts = torch.tensor(row["coverage_counts"], dtype=torch.float64)
+    recall = torch.tensor([0.0 if r is None else r for r in row["recall_by_coverage"]], dtype=torch.float64)
+    assert float((recall * counts).sum() / counts.sum()) == pytest.approx(row["AR@100"], abs=1e-6)
