@@ -1,14 +1,11 @@
 """Notebook 05's experiments: SP-TAD (:mod:`tadlab.models.sptad`) on the THUMOS-like world of
 :func:`tadlab.experiments.standard_world`, its CPU recipe, and what the notebook measures of a trained model.
 
-The notebook imports this module and runs its functions at its own profile; ``scripts/sptad_experiments.py`` runs
-them at ``profile="full"`` (too long for a notebook on a 2-core CPU) and stores the rows in ``results/``:
-
-- :func:`recipe_rows`: the learning rate, chosen on validation (20 epochs);
-- :func:`headline_rows`, :func:`ablation_rows`: the first, 20-epoch rows (S = 4 without and with Soft-NMS on three
-  seeds; one-to-many and one stage on seed 0), which left SP-TAD under-trained;
-- :func:`job_rows`: one :data:`VARIANTS` row (one change to the headline model, :data:`LONG_EPOCHS` epochs) for
-  one seed, one process each; :func:`merge` gathers them into :data:`STORED_ROWS`'s files.
+The notebook and the results workflow's study (:mod:`tadlab.studies.sptad`) import this module. The stage and
+variant rows of the earlier worlds (``05_stages.json``, ``05_variants.json``) were made by
+``scripts/sptad_experiments.py`` with :func:`job_rows` (one :data:`VARIANTS` row, one change to the headline model,
+:data:`LONG_EPOCHS` epochs, one seed, one process each) and :func:`merge` (into :data:`STORED_ROWS`'s files); they
+are not yet workflow jobs.
 
 Every measurement (:func:`measure`) is on one subset of the world of its seed: average mAP and mAP per tIoU
 (THUMOS's 0.3:0.7), the duplicate share (:func:`duplicate_share`), localisation and classification apart
@@ -44,7 +41,6 @@ TRAIN = dict(batch_size=8, weight_decay=1e-4, clip_grad_norm=1.0)
 # epochs and 1e-5 for the following 4. The paper names no warm-up and no gradient clipping.
 PAPER_RECIPE = dict(epochs=16, lr=1e-4, batch_size=16, weight_decay=1e-4, optimizer="adamw", schedule="step",
                     step_epoch=12, step_factor=0.1)
-EPOCHS = {"smoke": 1, "ci": 8, "full": 20}
 LONG_EPOCHS = {"smoke": 1, "ci": 8, "full": 60}  # the job rows: 20 epochs at "full" left SP-TAD under-trained
 RECIPE_LRS = (1e-3, 3e-3)
 RECIPE = {"lr": 3e-3}  # the choice of the validation sweep (results/05_recipe_validation.json), see the notebook
@@ -151,38 +147,6 @@ def duration(detections: list, items: list) -> dict:
     """:func:`tadlab.diagnostics.duration_breakdown` of ``detections`` (one per item): per THUMOS length bin (DETAD's
     XS to XL, cut at 3, 6, 12 and 18 s), the instances' mean best same-class tIoU and share found at tIoU 0.5."""
     return duration_breakdown(detections, items, DURATION_EDGES["thumos"])
-
-
-def recipe_rows(seed: int, profile: str, device="cpu", lrs=RECIPE_LRS) -> dict:
-    """The recipe sweep: SP-TAD (:data:`MODEL`) at each learning rate, measured on validation."""
-    world = standard_world("thumos", profile, seed)
-    rows = {}
-    for lr in lrs:
-        model, _ = train_sptad(world, seed, EPOCHS[profile], lr, device)
-        rows[f"SP-TAD, lr {lr:g}"] = measure(model, world, "validation", device)
-    return rows
-
-
-def headline_rows(seed: int, profile: str, device="cpu", lr: float | None = None, models: dict | None = None) -> dict:
-    """SP-TAD as the recipe says (S = 4, one-to-one) on testing, without and with Soft-NMS."""
-    world = standard_world("thumos", profile, seed)
-    model, history = train_sptad(world, seed, EPOCHS[profile], RECIPE["lr"] if lr is None else lr, device)
-    if models is not None:
-        models.update(model=model, history=history, world=world)
-    return {"SP-TAD (S=4, one-to-one)": measure(model, world, device=device),
-            "SP-TAD (S=4, one-to-one) + Soft-NMS": measure(model, world, device=device, nms={})}
-
-
-def ablation_rows(seed: int, profile: str, device="cpu", lr: float | None = None) -> dict:
-    """The same head trained with one-to-many assignment (without and with Soft-NMS), and SP-TAD with one stage."""
-    world = standard_world("thumos", profile, seed)
-    lr = RECIPE["lr"] if lr is None else lr
-    one_to_many, _ = train_sptad(world, seed, EPOCHS[profile], lr, device, assignment="one_to_many")
-    rows = {"one-to-many": measure(one_to_many, world, device=device),
-            "one-to-many + Soft-NMS": measure(one_to_many, world, device=device, nms={})}
-    single, _ = train_sptad(world, seed, EPOCHS[profile], lr, device, num_stages=1)
-    rows["SP-TAD, 1 stage"] = measure(single, world, device=device)
-    return rows
 
 
 # One change each to the headline model (S = 4, N = 30, one-to-one, intermediate-output pyramid); "context" is
