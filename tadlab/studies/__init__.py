@@ -33,7 +33,8 @@ from pathlib import Path
 
 from tadlab.experiments import PROFILES, RESULTS_DIR, SeedRuns, _jsonable, save_runs
 
-STUDIES = ("baselines", "gsmt", "sptad", "rrm", "segtad", "benchmark")  # the modules of this package that are studies, in notebook order
+# the modules of this package that are studies, in notebook order
+STUDIES = ("baselines", "biou", "gsmt", "sptad", "rrm", "segtad", "benchmark")
 ROOT = RESULTS_DIR.parent
 JOB_NAME = re.compile(r"^[A-Za-z0-9_.=+-]+$")  # job names become folder names
 
