@@ -101,8 +101,9 @@ def test_the_recipe_iteration_and_candidate_files_are_planned_on_the_headline_wo
     for name in ("06_iterations.json", "06_candidates.json"):
         result = files[name]
         assert result.subset == "testing" and result.seeds == headline.seeds[:3] == (0, 1, 2)  # they pair with it
-        assert find_result("rrm", result.jobs[0]) is result
+        assert all(find_result("rrm", job) is result for job in result.jobs)
     assert rrm.ITERATIONS in rrm.TRAINED and 1 in rrm.TRAINED
+    assert files["06_iterations.json"].jobs == (rrm.JOBS["iterations"], rrm.JOBS["iterations_x1"])
 
 
 def test_choose_recipe_applies_the_notebook_rule():
@@ -138,9 +139,15 @@ def test_the_recipe_job_measures_the_grid_on_validation(monkeypatch, tmp_path):
 def test_the_iteration_and_candidate_jobs_share_the_headline_bmn(monkeypatch, tmp_path):
     monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
     iterations = json.loads(run_job("rrm", rrm.JOBS["iterations"], 0, "smoke").read_text())["rows"]
+    x1 = json.loads(run_job("rrm", rrm.JOBS["iterations_x1"], 0, "smoke").read_text())["rows"]
     candidates = json.loads(run_job("rrm", rrm.JOBS["candidates"], 0, "smoke").read_text())["rows"]
-    refined = [f"RRM x{n}, test x{k}" for n in rrm.TRAINED for k in sorted(set(rrm.TEST_ITERATIONS) | {n})]
-    assert list(iterations) == ["BMN", *refined, *rrm.ORACLE_ROWS]
+
+    def refined(n):
+        return [f"RRM x{n}, test x{k}" for k in sorted(set(rrm.TEST_ITERATIONS) | {n})]
+
+    assert list(iterations) == ["BMN", *refined(rrm.ITERATIONS), *rrm.ORACLE_ROWS] and list(x1) == refined(1)
+    assert set(rrm.ITERATION_JOBS.values()) == set(rrm.TRAINED)
+    iterations.update(x1)
     assert list(candidates) == list(rrm.CANDIDATE_ROWS)
     for key in ("AR@10", "AR@100", "AUC", "average_mAP", "map_error"):  # one training: the same BMN in both files
         assert candidates["BMN"][key] == pytest.approx(iterations["BMN"][key], abs=1e-9)
