@@ -10,9 +10,10 @@ naive per-snippet, temporal context, class-map grouping), on both presets.
   depends on the world's ``dropout`` knob (no real statistic sets it): the three rows on ``"anet"`` worlds whose
   only change is the share of instances with a dropout (:data:`DROPOUTS`), over :data:`ABLATION_SEEDS`.
 
-``01_official_eval.json`` (not a workflow job: the official code is Python 2 and is run by hand) compares
-``tadlab.eval`` with the official ActivityNet ``eval_detection.py`` on the shipped context models' testing
-detections; :func:`official_eval_inputs` writes the files both read.
+``01_official_eval.json`` compares ``tadlab.eval`` with the official ActivityNet ``eval_detection.py`` (Python 2.7,
+outside this project) on the shipped context models' testing detections: the workflow's optional rule
+``official_eval`` (``scripts/official_eval.py``, given a checkout and an interpreter) makes it, not a job of this
+study; :func:`official_eval_inputs` writes the files both read.
 """
 from __future__ import annotations
 
