@@ -100,7 +100,9 @@ def test_the_recipe_iteration_and_candidate_files_are_planned_on_the_headline_wo
     headline = find_result("rrm", "anet")
     result = files["06_iterations.json"]
     assert result.subset == "testing" and result.seeds == headline.seeds[:3] == (0, 1, 2)  # they pair with it
-    assert result.jobs == (rrm.JOBS["iterations"],) and rrm.TRAINED == (rrm.ITERATIONS,)
+    assert result.jobs == (rrm.JOBS["iterations"], rrm.JOBS["iterations_x1"]) and rrm.TRAINED == (1, rrm.ITERATIONS)
+    assert all(find_result("rrm", job) is result for job in result.jobs)
+    assert dict(zip(result.jobs, rrm.TRAINED[::-1])) == rrm.ITERATION_JOBS
     assert "06_candidates.json" not in files  # still the hand-made file of the earlier worlds (the study's docstring)
 
 
@@ -137,18 +139,21 @@ def test_the_recipe_job_measures_the_grid_on_validation(monkeypatch, tmp_path):
 def test_the_iteration_job_measures_the_headline_models_and_the_oracles(monkeypatch, tmp_path):
     monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
     iterations = json.loads(run_job("rrm", rrm.JOBS["iterations"], 0, "smoke").read_text())["rows"]
+    x1 = json.loads(run_job("rrm", rrm.JOBS["iterations_x1"], 0, "smoke").read_text())["rows"]
     refined = [f"RRM x3, test x{k}" for k in sorted(set(rrm.TEST_ITERATIONS) | {rrm.ITERATIONS})]
     assert list(iterations) == ["BMN", *refined, *rrm.ORACLE_ROWS]
+    assert list(x1) == [f"RRM x1, test x{k}" for k in sorted(set(rrm.TEST_ITERATIONS) | {1})]
     headline = json.loads(run_job("rrm", "anet", 0, "smoke").read_text())["rows"]
     for key in ("AR@10", "AR@100", "AUC", "average_mAP", "map_error"):  # one training: the headline's models
         assert iterations["BMN"][key] == pytest.approx(headline[rrm.ROWS[0]][key], abs=1e-9)
         assert iterations[f"RRM x3, test x{rrm.ITERATIONS}"][key] == pytest.approx(headline[rrm.ROWS[1]][key], abs=1e-9)
-    for row in iterations.values():
+    for row in [*iterations.values(), *x1.values()]:
         assert len(row["recall_by_coverage"]) == len(rrm.COVERAGE_EDGES) + 1 and row["gflops"] > 0
         assert sum(row["coverage_counts"]) > 0 and row["AR@100 short"] == row["recall_by_coverage"][0]
     assert iterations["oracle map"]["map_error"] == 0
     gflops = [iterations[name]["gflops"] for name in ["BMN", *refined]]
     assert gflops == sorted(gflops) and len(set(gflops)) == len(gflops)  # every iteration costs
+    assert x1["RRM x1, test x10"]["gflops"] == iterations["RRM x3, test x10"]["gflops"]  # the same unrolled network
 
 
 def test_the_candidate_rows_share_the_bmn_of_the_iteration_rows():

@@ -28,11 +28,12 @@
   (:func:`choose_bmn_lr`); on the chosen BMN's learning rate, an RRM x3 trained jointly with BMN from scratch
   (:func:`train_joint`, measured at 0 and 3 iterations) and on the frozen chosen BMN at :data:`RECIPE_RRM_LRS`,
   chosen by the map error after 3 iterations (:func:`choose_recipe`).
-- ``06_iterations.json`` (:data:`ABLATION_SEEDS`, testing; job ``anet_iterations``): per seed the headline's BMN,
-  classifier and RRM x3 on the frozen BMN (:data:`TRAINED`), the RRM unrolled at its own count and at
-  :data:`TEST_ITERATIONS` (:func:`iteration_rows`), and the oracle maps (:data:`ORACLE_ROWS`). Left out for time:
-  notebook 06's earlier sweep also trained an RRM x1 (a job of its own would train the same BMN again and the x1
-  on it) and unrolled at 1, 5 and 15.
+- ``06_iterations.json`` (:data:`ABLATION_SEEDS`, testing): per seed the headline's BMN and classifier, RRMs on the
+  frozen BMN trained for each count of :data:`TRAINED`, each unrolled at its own count and at
+  :data:`TEST_ITERATIONS` (:func:`iteration_rows`), and the oracle maps (:data:`ORACLE_ROWS`); one job per trained
+  count (:data:`ITERATION_JOBS`: ``anet_iterations`` the headline's x3 with BMN's and the oracle rows,
+  ``anet_iterations_x1`` the x1, which trains the same BMN again), so that each job stays short. Left out for
+  time: notebook 06's earlier sweep also unrolled at 1, 5 and 15.
 
 Notebook 06's candidate experiment (:func:`candidate_rows`: the BMN with its own or the oracle map, with BMN's
 boundary candidates or every valid cell a candidate, and the recall of the shortest instances, ``"AR@100 short"``)
@@ -76,13 +77,14 @@ ROWS = ("BMN", f"BMN + RRM x{ITERATIONS}")
 CANDIDATE_RULES = {"BMN's candidates": "peaks", "every cell a candidate": "all"}  # row suffix: BMN.detect(candidates=)
 GRID_CEILING = "grid ceiling (best cell per instance)"
 RECIPE_BMN_LRS, RECIPE_RRM_LRS = (1e-3, 3e-3, 1e-2), (3e-3, 1e-2)  # notebook 06's recipe grid (validation)
-TRAINED, TEST_ITERATIONS = (ITERATIONS,), (10,)  # RRMs trained (iterations); unrolled at these and at their own count
+TRAINED, TEST_ITERATIONS = (1, ITERATIONS), (10,)  # RRMs trained (iterations); unrolled at these and at their own count
 ORACLE_ROWS = {"oracle map": "map", "oracle map + boundaries": "map+boundaries"}  # row: bmn_predictions(oracle=)
 CANDIDATE_ROWS = {"BMN": {}, "BMN, every cell a candidate": {"candidates": "all"},
                   "oracle map": {"oracle": "map"},
                   "oracle map, every cell a candidate": {"oracle": "map", "candidates": "all"}}
 JOBS = {"headline": PRESET, "every_cell": f"{PRESET}_every_cell", "recipe": f"{PRESET}_recipe",
-        "iterations": f"{PRESET}_iterations"}
+        "iterations": f"{PRESET}_iterations", "iterations_x1": f"{PRESET}_iterations_x1"}
+ITERATION_JOBS = {JOBS["iterations"]: ITERATIONS, JOBS["iterations_x1"]: 1}  # job: the RRM it trains (iterations)
 
 RESULTS = [
     Result("06_headline.json", jobs=(PRESET,), seeds=HEADLINE_SEEDS,
@@ -95,7 +97,7 @@ RESULTS = [
            meta={"preset": PRESET, "iterations": ITERATIONS, "bmn_lrs": list(RECIPE_BMN_LRS),
                  "rrm_lrs": list(RECIPE_RRM_LRS), "study_recipe": {"bmn_lr": BMN_LR, "rrm_lr": RRM_LR,
                                                                    "joint": False}}),
-    Result("06_iterations.json", jobs=(JOBS["iterations"],), seeds=ABLATION_SEEDS,
+    Result("06_iterations.json", jobs=tuple(ITERATION_JOBS), seeds=ABLATION_SEEDS,
            meta={"preset": PRESET, "bmn_lr": BMN_LR, "rrm_lr": RRM_LR, "trained": list(TRAINED),
                  "test_iterations": list(TEST_ITERATIONS), "coverage_edges": list(COVERAGE_EDGES)}),
 ]
@@ -199,16 +201,17 @@ def recipe_rows(world, seed: int, profile: str, device="cpu") -> dict:
     return rows
 
 
-def iteration_rows(world, bmn, refined: dict, test_iterations=TEST_ITERATIONS) -> dict:
-    """The rows of ``06_iterations.json`` for one world (testing): ``"BMN"`` (a trained detector), each RRM of
-    ``refined`` ({training iterations: detector on that BMN}) unrolled at ``test_iterations`` and at its own count
-    (``"RRM xN, test xK"``), and the oracle maps on BMN (:data:`ORACLE_ROWS`)."""
-    rows = {"BMN": proposal_row(bmn, world)}
+def iteration_rows(world, bmn, refined: dict, test_iterations=TEST_ITERATIONS, baseline: bool = True) -> dict:
+    """The rows of ``06_iterations.json`` for one world (testing): each RRM of ``refined`` ({training iterations:
+    detector on the BMN ``bmn``, a trained detector}) unrolled at ``test_iterations`` and at its own count
+    (``"RRM xN, test xK"``); with ``baseline`` also ``"BMN"`` (first) and the oracle maps on it (:data:`ORACLE_ROWS`)."""
+    rows = {"BMN": proposal_row(bmn, world)} if baseline else {}
     for n, model in sorted(refined.items()):
         for k in sorted(set(test_iterations) | {n}):
             rows[f"RRM x{n}, test x{k}"] = proposal_row(model, world, iterations=k)
-    for name, oracle in ORACLE_ROWS.items():
-        rows[name] = proposal_row(bmn, world, oracle=oracle)
+    if baseline:
+        for name, oracle in ORACLE_ROWS.items():
+            rows[name] = proposal_row(bmn, world, oracle=oracle)
     return rows
 
 
@@ -254,13 +257,14 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
     started = time.perf_counter()
     bmn, detect, _ = benchmark.train("bmn", world, seed, BMN_LR, profile, device)
     seconds = {"bmn and classifier": time.perf_counter() - started}
+    n = ITERATION_JOBS.get(job, ITERATIONS)
     started = time.perf_counter()
-    refined = train_rrm(bmn, world, seed, profile, device)
-    seconds[f"rrm x{ITERATIONS}"] = time.perf_counter() - started
-    if job == JOBS["iterations"]:
-        return {**iteration_rows(world, bmn.eval(), {ITERATIONS: refined}),
+    refined = train_rrm(bmn, world, seed, profile, device, iterations=n)
+    seconds[f"rrm x{n}"] = time.perf_counter() - started
+    if job in ITERATION_JOBS:
+        return {**iteration_rows(world, bmn.eval(), {n: refined}, baseline=n == ITERATIONS),
                 "meta": {"train_seconds": seconds, "rrm_epochs": RRM_EPOCHS[profile]}}
-    seconds["rrm"] = seconds.pop(f"rrm x{ITERATIONS}")
+    seconds["rrm"] = seconds.pop(f"rrm x{n}")
     if job == JOBS["every_cell"]:
         return {**every_cell(world, bmn.eval(), refined), "meta": {"train_seconds": seconds}}
     rows = {ROWS[0]: measure(bmn.eval(), world, profile, device), ROWS[1]: measure(refined, world, profile, device)}
