@@ -52,7 +52,8 @@ paper prints p_s * p_e * sqrt(p_cc * p_cr), ``fusion="sqrt"``), then BMN's Soft-
 only of the proposals whose tIoU with the selected one exceeds t1 + (t2 - t1) * (its width / T), with (t1, t2) =
 ``nms_thresholds`` = (0.5, 0.9) as in the PyTorch port (JJBOY) and MMAction2; the authors' PaddleVideo code has
 (0.55, 0.9)). ``nms="gaussian"`` decays every overlap (:func:`tadlab.segments.soft_nms`, sigma 0.4); it was
-tadlab's only decoding before, and the stored rows of notebook 06 (``results/06_*.json``) were measured with it.
+tadlab's only decoding before, and notebook 06's hand-made rows of the earlier worlds (``results/06_candidates.json``)
+were measured with it; the results workflow's rows (``tadlab.studies.rrm``) use BMN's.
 The boundary candidates are the paper's, the authors' PaddlePaddle code's and those of the 2019 revision of the
 PyTorch port; its 2020 revision takes every valid cell (``candidates="all"``). Which recalls more is an empirical
 question: on the synthetic anet world at T = D = 50 (notebook 06, ``results/06_candidates.json``: 3 seeds,
