@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from tadlab.data.collate import collate_videos
-from tadlab.utils import resolve_device
+from tadlab.utils import check_choice, resolve_device
 
 DURATION_BINS = ("XS", "S", "M", "L", "XL")
 # DETAD's length edges in seconds (Alwassel et al. 2018): ActivityNet 30/60/120/180 s; THUMOS14 3/6/12/18 s.
@@ -102,24 +102,25 @@ def mask_quality(model, items, kernel_size: int = 7, device="auto", batch_size: 
     return quality
 
 
-def duration_breakdown(detections, items, edges, top_factor: int = 10) -> dict:
+def duration_breakdown(detections, items, edges, top_factor: int = 10, unit: str = "seconds") -> dict:
     """How well each ground-truth instance is found, per length bin (DETAD's XS, S, M, L, XL).
 
     ``detections[i]`` (``segments`` (M, 2) snippet units, ``scores``, ``labels``) belong to video item ``items[i]``;
-    instance lengths are in seconds (snippet length x duration / T) and fall in the bins cut at ``edges`` (4
-    increasing values, e.g. :data:`DURATION_EDGES`). For each instance the video's ``top_factor`` x G best-scored
+    instance lengths are in ``unit``, seconds (snippet length x duration / T) or snippets (what a network sees), and
+    fall in the bins cut at ``edges`` (4 increasing values, e.g. :data:`DURATION_EDGES` in seconds). For each instance the video's ``top_factor`` x G best-scored
     detections are searched (G its number of instances, as GSMT Fig. 5 does) for the same class's best tIoU.
     Returns JSON-able lists, one entry per bin (None for an empty bin): ``bins``, ``count``, ``best_tiou`` (mean)
     and ``recall_0.5`` (share with best tIoU >= 0.5).
     """
     from tadlab.segments import segment_iou
 
+    check_choice("unit", unit, {"seconds", "snippets"})
     edges = [float(e) for e in edges]
     if len(edges) != len(DURATION_BINS) - 1 or sorted(edges) != edges:
-        raise ValueError(f"edges must be {len(DURATION_BINS) - 1} increasing lengths in seconds, got {edges}")
+        raise ValueError(f"edges must be {len(DURATION_BINS) - 1} increasing lengths in {unit}, got {edges}")
     if len(detections) != len(items):
         raise ValueError(f"detections ({len(detections)}) and items ({len(items)}) must pair up")
-    best, seconds = [], []
+    best, lengths = [], []
     for item, det in zip(items, detections):
         segments, labels = item["segments"], item["labels"]
         keep = det["scores"].argsort(descending=True)[:top_factor * len(labels)]
@@ -129,8 +130,9 @@ def duration_breakdown(detections, items, edges, top_factor: int = 10) -> dict:
             best += torch.where(same, tiou, torch.zeros_like(tiou)).amax(1).tolist()
         else:
             best += [0.0] * len(labels)
-        seconds += ((segments[:, 1] - segments[:, 0]) * float(item["duration"]) / item["features"].shape[-1]).tolist()
-    which, best = np.digitize(seconds, edges), np.asarray(best)
+        per_snippet = float(item["duration"]) / item["features"].shape[-1] if unit == "seconds" else 1.0
+        lengths += ((segments[:, 1] - segments[:, 0]) * per_snippet).tolist()
+    which, best = np.digitize(lengths, edges), np.asarray(best)
     count = [int((which == b).sum()) for b in range(len(DURATION_BINS))]
     return {"bins": list(DURATION_BINS), "count": count,
             "best_tiou": [float(best[which == b].mean()) if n else None for b, n in enumerate(count)],

@@ -132,3 +132,10 @@ def test_duration_breakdown_by_hand():
         duration_breakdown([det], [item], (30, 10, 60, 90))
     with pytest.raises(ValueError, match="pair up"):
         duration_breakdown([det, det], [item], DURATION_EDGES["anet"])
+    # in snippets: a 200 s video of T = 100 (2 s per snippet) puts the same instances in other bins
+    item_200s = {**item, "duration": 200.0}
+    assert duration_breakdown([det], [item_200s], DURATION_EDGES["anet"])["count"] == [1, 0, 1, 0, 0]
+    by_snippets = duration_breakdown([det], [item_200s], (8, 16, 32, 64), unit="snippets")
+    assert by_snippets["count"] == [0, 1, 0, 1, 0] and by_snippets["best_tiou"][1] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="unit"):
+        duration_breakdown([det], [item], DURATION_EDGES["anet"], unit="frames")

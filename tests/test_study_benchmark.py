@@ -2,7 +2,7 @@
 jobs that name the family and preset they run."""
 import pytest
 
-from tadlab.experiments import SeedRuns, save_runs
+from tadlab.experiments import SeedRuns, on_seeds, save_runs
 from tadlab.studies import benchmark
 
 
@@ -51,9 +51,9 @@ def test_stored_rows_rename_each_familys_row_and_pair_over_shared_seeds(tmp_path
     save_runs(folder / "07_headline.json", [SeedRuns("SegTAD", [0, 1], [{"average_mAP": 0.5}, {"average_mAP": 0.4}])])
     rows = benchmark.stored_rows("anet", "smoke")
     assert list(rows) == ["naive", "SegTAD"] and rows["naive"].name == "naive"
-    assert benchmark.on_seeds(rows["naive"], rows["SegTAD"].seeds).values().tolist() == [0.1, 0.2]
+    assert on_seeds(rows["naive"], rows["SegTAD"].seeds).values().tolist() == [0.1, 0.2]
     with pytest.raises(ValueError, match="has no seeds"):
-        benchmark.on_seeds(rows["SegTAD"], [2])
+        on_seeds(rows["SegTAD"], [2])
     with pytest.raises(ValueError, match="preset must be one of"):
         benchmark.stored_rows("kinetics", "smoke")
 

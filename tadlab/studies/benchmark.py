@@ -346,11 +346,3 @@ def stored_rows(preset: str, profile: str = "full") -> dict:
     return rows
 
 
-def on_seeds(row, seeds):
-    """A stored row restricted to ``seeds`` (to pair a 5-seed row with a 3-seed one)."""
-    from tadlab.experiments import SeedRuns
-
-    missing = sorted(set(seeds) - set(row.seeds))
-    if missing:
-        raise ValueError(f"row {row.name!r} has no seeds {missing}")
-    return SeedRuns(row.name, list(seeds), [row.metrics[row.seeds.index(s)] for s in seeds], row.subset, row.config)
