@@ -107,8 +107,9 @@ def duration_breakdown(detections, items, edges, top_factor: int = 10, unit: str
 
     ``detections[i]`` (``segments`` (M, 2) snippet units, ``scores``, ``labels``) belong to video item ``items[i]``;
     instance lengths are in ``unit``, seconds (snippet length x duration / T) or snippets (what a network sees), and
-    fall in the bins cut at ``edges`` (4 increasing values, e.g. :data:`DURATION_EDGES` in seconds). For each instance the video's ``top_factor`` x G best-scored
-    detections are searched (G its number of instances, as GSMT Fig. 5 does) for the same class's best tIoU.
+    fall in the bins cut at ``edges`` (4 increasing values, e.g. :data:`DURATION_EDGES` in seconds). For each
+    instance the video's ``top_factor`` x G best-scored detections are searched (G its number of instances, as GSMT
+    Fig. 5 does) for the same class's best tIoU.
     Returns JSON-able lists, one entry per bin (None for an empty bin): ``bins``, ``count``, ``best_tiou`` (mean)
     and ``recall_0.5`` (share with best tIoU >= 0.5).
     """
