@@ -103,7 +103,19 @@ def test_the_recipe_iteration_and_candidate_files_are_planned_on_the_headline_wo
     assert result.jobs == (rrm.JOBS["iterations"], rrm.JOBS["iterations_x1"]) and rrm.TRAINED == (1, rrm.ITERATIONS)
     assert all(find_result("rrm", job) is result for job in result.jobs)
     assert dict(zip(result.jobs, rrm.TRAINED[::-1])) == rrm.ITERATION_JOBS
-    assert "06_candidates.json" not in files  # still the hand-made file of the earlier worlds (the study's docstring)
+    candidates = files["06_candidates.json"]
+    assert candidates.jobs == (rrm.JOBS["candidates"],) and candidates.seeds == result.seeds
+    assert candidates.subset == "testing" and find_result("rrm", rrm.JOBS["candidates"]) is candidates
+
+
+def test_the_candidate_job_measures_the_four_settings_on_the_headlines_bmn(monkeypatch, tmp_path):
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    rows = rrm.run(rrm.JOBS["candidates"], 0, "smoke")
+    assert set(rows.pop("meta")["train_seconds"]) == {"bmn and classifier"}
+    assert list(rows) == list(rrm.CANDIDATE_ROWS)
+    for row in rows.values():
+        assert 0 <= row["AR@100"] <= 1 and len(row["recall_by_coverage"]) == len(rrm.COVERAGE_EDGES) + 1
+    assert rows["oracle map"]["map_error"] == 0
 
 
 def test_choose_recipe_applies_the_notebook_rule():

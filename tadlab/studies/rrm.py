@@ -35,11 +35,10 @@
   ``anet_iterations_x1`` the x1, which trains the same BMN again), so that each job stays short. Left out for
   time: notebook 06's earlier sweep also unrolled at 1, 5 and 15.
 
-Notebook 06's candidate experiment (:func:`candidate_rows`: the BMN with its own or the oracle map, with BMN's
-boundary candidates or every valid cell a candidate, and the recall of the shortest instances, ``"AR@100 short"``)
-runs live in the notebook; its stored ``results/06_candidates.json`` is still the hand-made file of the earlier
-worlds (T = D = 50), not a result of this study: a job ``anet_candidates`` over :data:`ABLATION_SEEDS` calling
-:func:`candidate_rows` on the headline's BMN would replace it (about 5 minutes a seed), not run for time.
+- ``06_candidates.json`` (:data:`ABLATION_SEEDS`, testing; job ``anet_candidates``): notebook 06's candidate
+  experiment (:func:`candidate_rows`) on the headline's BMN (the same seed trains the same BMN): its own or the
+  oracle map, with BMN's boundary candidates or every valid cell a candidate (:data:`CANDIDATE_ROWS`), and the
+  recall of the shortest instances, ``"AR@100 short"``; the notebook runs the same function live.
 
 These rows measure proposals and maps with :func:`tadlab.bmn_measures.measure_bmn` (AR@AN, AUC, average mAP,
 map error, recall by coverage, :data:`tadlab.bmn_measures.COVERAGE_EDGES`) and GFLOPs per video
@@ -83,7 +82,8 @@ CANDIDATE_ROWS = {"BMN": {}, "BMN, every cell a candidate": {"candidates": "all"
                   "oracle map": {"oracle": "map"},
                   "oracle map, every cell a candidate": {"oracle": "map", "candidates": "all"}}
 JOBS = {"headline": PRESET, "every_cell": f"{PRESET}_every_cell", "recipe": f"{PRESET}_recipe",
-        "iterations": f"{PRESET}_iterations", "iterations_x1": f"{PRESET}_iterations_x1"}
+        "iterations": f"{PRESET}_iterations", "iterations_x1": f"{PRESET}_iterations_x1",
+        "candidates": f"{PRESET}_candidates"}
 ITERATION_JOBS = {JOBS["iterations"]: ITERATIONS, JOBS["iterations_x1"]: 1}  # job: the RRM it trains (iterations)
 
 RESULTS = [
@@ -97,6 +97,9 @@ RESULTS = [
            meta={"preset": PRESET, "iterations": ITERATIONS, "bmn_lrs": list(RECIPE_BMN_LRS),
                  "rrm_lrs": list(RECIPE_RRM_LRS), "study_recipe": {"bmn_lr": BMN_LR, "rrm_lr": RRM_LR,
                                                                    "joint": False}}),
+    Result("06_candidates.json", jobs=(JOBS["candidates"],), seeds=ABLATION_SEEDS,
+           meta={"preset": PRESET, "bmn_lr": BMN_LR, "candidate_rows": CANDIDATE_ROWS,
+                 "coverage_edges": list(COVERAGE_EDGES)}),
     Result("06_iterations.json", jobs=tuple(ITERATION_JOBS), seeds=ABLATION_SEEDS,
            meta={"preset": PRESET, "bmn_lr": BMN_LR, "rrm_lr": RRM_LR, "trained": list(TRAINED),
                  "test_iterations": list(TEST_ITERATIONS), "coverage_edges": list(COVERAGE_EDGES)}),
@@ -257,6 +260,8 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
     started = time.perf_counter()
     bmn, detect, _ = benchmark.train("bmn", world, seed, BMN_LR, profile, device)
     seconds = {"bmn and classifier": time.perf_counter() - started}
+    if job == JOBS["candidates"]:
+        return {**candidate_rows(world, bmn.eval()), "meta": {"train_seconds": seconds}}
     n = ITERATION_JOBS.get(job, ITERATIONS)
     started = time.perf_counter()
     refined = train_rrm(bmn, world, seed, profile, device, iterations=n)
