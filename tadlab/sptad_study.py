@@ -1,11 +1,8 @@
 """Notebook 05's experiments: SP-TAD (:mod:`tadlab.models.sptad`) on the THUMOS-like world of
 :func:`tadlab.experiments.standard_world`, its CPU recipe, and what the notebook measures of a trained model.
 
-The notebook and the results workflow's study (:mod:`tadlab.studies.sptad`) import this module. The stage and
-variant rows of the earlier worlds (``05_stages.json``, ``05_variants.json``) were made by
-``scripts/sptad_experiments.py`` with :func:`job_rows` (one :data:`VARIANTS` row, one change to the headline model,
-:data:`LONG_EPOCHS` epochs, one seed, one process each) and :func:`merge` (into :data:`STORED_ROWS`'s files); they
-are not yet workflow jobs.
+The notebook and the results workflow's study (:mod:`tadlab.studies.sptad`) import this module; the study's stage
+and variant jobs call :func:`job_rows` (one :data:`VARIANTS` row: one change to the headline model, one seed).
 
 Every measurement (:func:`measure`) is on one subset of the world of its seed: average mAP and mAP per tIoU
 (THUMOS's 0.3:0.7), the duplicate share (:func:`duplicate_share`), localisation and classification apart
@@ -15,15 +12,12 @@ and the mAP without the action head's scores and with an oracle's video classes 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from tadlab.data.collate import collate_videos
 from tadlab.diagnostics import DURATION_EDGES, duration_breakdown, evaluate_outputs
 from tadlab.eval import THUMOS_TIOU
-from tadlab.experiments import (BASELINE_EPOCHS, RESULTS_DIR, SeedRuns, baseline_rows, detection_metrics, load_runs,
-                                save_runs, standard_world)
+from tadlab.experiments import detection_metrics, standard_world
 from tadlab.models.sptad import SPTAD
 from tadlab.segments import segment_iou
 from tadlab.train import fit, predict
@@ -149,70 +143,30 @@ def duration(detections: list, items: list) -> dict:
     return duration_breakdown(detections, items, DURATION_EDGES["thumos"])
 
 
-# One change each to the headline model (S = 4, N = 30, one-to-one, intermediate-output pyramid); "context" is
-# notebook 01's temporal-context baseline, retrained on the same world for its per-length breakdown.
+# One change each to the headline model (S = 4, N = 30, one-to-one, intermediate-output pyramid, LONG_EPOCHS):
+# the workflow's jobs of 05_stages.json and 05_variants.json (tadlab.studies.sptad), paired with the headline's rows.
 VARIANTS = {
-    "S=1": {"num_stages": 1}, "S=2": {"num_stages": 2}, "S=4": {}, "S=6": {"num_stages": 6},
+    "S=1": {"num_stages": 1}, "S=2": {"num_stages": 2}, "S=6": {"num_stages": 6},
     "one-to-many": {"assignment": "one_to_many"},
     "N=10": {"num_proposals": 10}, "N=60": {"num_proposals": 60},
     "pyramid on the last layer": {"pyramid": "last"}, "last layer only": {"pyramid": "single"},
     "twice the epochs": {"epoch_factor": 2},  # is the headline model still under-trained at LONG_EPOCHS?
-    "context": None,
 }
-WITH_SOFT_NMS = ("S=4", "one-to-many")  # also decoded with Soft-NMS: does NMS help after one-to-one matching?
-PARTS = RESULTS_DIR / "05_parts"  # the job files (not committed; merge gathers them)
+WITH_SOFT_NMS = ("one-to-many",)  # also decoded with Soft-NMS: does NMS help more after one-to-many matching?
 
 
-def job_rows(variant: str, seed: int, profile: str, device="cpu", lr: float | None = None) -> dict:
-    """One :data:`VARIANTS` row for one seed, trained :data:`LONG_EPOCHS` epochs, on testing: ``{row: metrics}``."""
+def job_rows(variant: str, seed: int, profile: str, device="cpu") -> dict:
+    """One :data:`VARIANTS` row for one seed on ``standard_world("thumos", profile, seed)``, trained
+    :data:`LONG_EPOCHS` epochs (twice as many for "twice the epochs") at the headline's learning rate, measured on
+    testing by :func:`measure`: ``{row: metrics}`` (with its Soft-NMS row for :data:`WITH_SOFT_NMS`)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {list(VARIANTS)}")
     world = standard_world("thumos", profile, seed)
-    if VARIANTS[variant] is None:  # the baselines, as notebook 01 trains them, plus their per-length breakdown
-        models = {}
-        rows = baseline_rows(world, THUMOS_TIOU, seed=seed, epochs=BASELINE_EPOCHS[profile]["thumos"], device=device,
-                             models=models)
-        items = list(world.dataset("testing"))
-        for name, decoder in (("context", "runs"), ("class map grouping", "class_map")):
-            rows[name]["duration"] = duration(predict(models["context"], items, device=device, decoder=decoder), items)
-        return {name: rows[name] for name in ("context", "class map grouping")}
     overrides = dict(VARIANTS[variant])
     epochs = overrides.pop("epoch_factor", 1) * LONG_EPOCHS[profile]
-    model, history = train_sptad(world, seed, epochs, RECIPE["lr"] if lr is None else lr, device, **overrides)
-    rows = {variant: {**measure(model, world, device=device), "final_loss": history.train["total"][-1],
-                      "epochs": epochs}}
+    model, history = train_sptad(world, seed, epochs, RECIPE["lr"], device, **overrides)
+    extra = {"final_loss": float(history.train["total"][-1]), "epochs": epochs}
+    rows = {variant: {**measure(model, world, device=device), **extra}}
     if variant in WITH_SOFT_NMS:
-        rows[f"{variant} + Soft-NMS"] = measure(model, world, device=device, nms={})
+        rows[f"{variant} + Soft-NMS"] = {**measure(model, world, device=device, nms={}), **extra}
     return rows
-
-
-STORED_ROWS = {  # the merged files: which parts' rows each holds, in order
-    "05_stages.json": ("S=1", "S=2", "S=4", "S=4 + Soft-NMS", "S=6"),
-    "05_variants.json": ("one-to-many", "one-to-many + Soft-NMS", "N=10", "N=60", "pyramid on the last layer",
-                         "last layer only", "twice the epochs", "context", "class map grouping"),
-}
-
-
-def merge(profile: str, parts_dir=PARTS, out_dir=RESULTS_DIR) -> list:
-    """Gather the job files in ``parts_dir`` into :data:`STORED_ROWS`'s files in ``out_dir`` (overwritten); every
-    row of a file must have the same seeds. Returns the paths written."""
-    parts: dict[str, dict[int, dict]] = {}
-    written = []
-    for path in sorted(Path(parts_dir).glob("*.json")):
-        for name, row in load_runs(path).items():
-            for seed, metrics in zip(row.seeds, row.metrics):
-                parts.setdefault(name, {})[seed] = metrics
-    for filename, names in STORED_ROWS.items():
-        present = [name for name in names if name in parts]
-        if not present:
-            continue
-        seeds = sorted(parts[present[0]])
-        uneven = {name: sorted(parts[name]) for name in present if sorted(parts[name]) != seeds}
-        if uneven:
-            raise ValueError(f"{filename}: rows on other seeds than {seeds}: {uneven}")
-        runs = [SeedRuns(name, seeds, [parts[name][s] for s in seeds]) for name in present]
-        written.append(save_runs(Path(out_dir) / filename, runs, overwrite=True, notebook="05", profile=profile,
-                                 epochs=LONG_EPOCHS[profile], model=MODEL, train=TRAIN, lr=RECIPE["lr"],
-                                 variants=VARIANTS))
-        print(f"{filename}: {present}, seeds {seeds}")
-    return written

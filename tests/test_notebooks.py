@@ -102,29 +102,6 @@ def test_rrm_notebook_runs_with_papermill_parameters_and_writes_its_metrics(tmp_
     assert {"test x0", "test x1", "test x3", "test x15"} <= set(metrics["sweep"])
 
 
-def test_sptad_jobs_merge_into_one_file_per_table(tmp_path):
-    # scripts/sptad_experiments.py (notebook 05, sections 6-9) at the "smoke" size: two jobs, then the merge
-    script = [sys.executable, str(ROOT / "scripts" / "sptad_experiments.py")]
-    for variant, seed in (("S=1", 3), ("N=10", 3)):
-        subprocess.run([*script, "job", variant, "--seed", str(seed), "--profile", "smoke", "--parts", str(tmp_path)],
-                       check=True, capture_output=True, cwd=ROOT)
-    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["N=10.seed3.json", "S=1.seed3.json"]
-    subprocess.run([*script, "merge", "--profile", "smoke", "--parts", str(tmp_path), "--out", str(tmp_path / "out")],
-                   check=True, capture_output=True, cwd=ROOT)
-    stages, variants = (json.loads((tmp_path / "out" / name).read_text())
-                        for name in ("05_stages.json", "05_variants.json"))
-    assert [row["name"] for row in stages["runs"]] == ["S=1"] and [row["name"] for row in variants["runs"]] == ["N=10"]
-    metrics = stages["runs"][0]["metrics"][0]
-    assert stages["runs"][0]["seeds"] == [3] and stages["profile"] == "smoke" and 0 <= metrics["average_mAP"] <= 1
-    assert sum(metrics["duration"]["count"]) > 0 and len(metrics["duration"]["bins"]) == 5
-    # a row measured on other seeds than the file's first row is refused, not merged
-    subprocess.run([*script, "job", "S=2", "--seed", "4", "--profile", "smoke", "--parts", str(tmp_path)],
-                   check=True, capture_output=True, cwd=ROOT)
-    failed = subprocess.run([*script, "merge", "--profile", "smoke", "--parts", str(tmp_path), "--out",
-                             str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
-    assert failed.returncode != 0 and "other seeds" in failed.stderr
-
-
 def test_gsmt_runs_with_papermill_parameters_and_writes_its_testing_metrics(tmp_path):
     """Issue 10's command (seed 17, preset thumos, results_path) at the "smoke" profile (the default "ci" trains
     longer); the stored full-profile rows it prints come from results/."""

@@ -66,6 +66,17 @@ def test_every_study_of_the_package_plans_its_files_once():
     assert len(baselines.seeds) >= 5 and baselines.needs == ("01_recipe_validation.json",)
 
 
+def test_every_committed_results_file_is_made_by_the_workflow():
+    # a study plans it, or it is one of the two files the Snakefile's external rules make (README, "make results")
+    external = {"01_official_eval.json", "real_benchmarks.json"}
+    planned = {result.name for _, result in plan("full")}
+    committed = {path.name for path in (Path(__file__).parents[1] / "results").glob("*.json")}
+    assert committed - external <= planned, f"not made by any study: {sorted(committed - external - planned)}"
+    assert planned <= committed, f"planned but not committed: {sorted(planned - committed)}"
+    snakefile = (Path(__file__).parents[1] / "workflow" / "Snakefile").read_text()
+    assert all(f'"{name}"' in snakefile for name in external)
+
+
 def test_a_job_writes_its_part_and_merge_gathers_rows_over_seeds(fake_study, tmp_path):
     for seed in (0, 1, 2):
         run_job("fake", "double", seed, "full")

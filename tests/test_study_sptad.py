@@ -56,7 +56,7 @@ def test_paired_rows_restrict_notebook_01s_rows_to_the_headlines_seeds():
     assert list(rows) == [*sptad.BASELINES, sptad.ROW, sptad.SOFT_NMS_ROW]
     assert rows["context"].seeds == [2, 0, 1] and rows["context"].values().tolist() == pytest.approx([2.1, 0.1, 1.1])
     assert paired_difference(rows[sptad.ROW], rows["naive"]).seeds == (0, 1, 2)
-    with pytest.raises(ValueError, match="lacks seeds"):
+    with pytest.raises(ValueError, match="has no seeds"):
         sptad.paired_rows({name: SeedRuns(name, [7], [{"average_mAP": 0.1}]) for name in headline}, baselines)
 
 
@@ -125,3 +125,53 @@ def test_the_whole_video_recipe_is_chosen_on_validation_by_the_workflow(monkeypa
                                                    [{"average_mAP": v} for v in values], "validation")
               for lr, values in ((1e-3, (0.2, 0.4)), (3e-3, (0.35, 0.2)))}
     assert sptad.chosen_whole_lr(stored) == 1e-3  # mean 0.30 against 0.275
+
+
+def test_the_variant_jobs_change_one_thing_and_pair_with_the_headline(monkeypatch, tmp_path):
+    import dataclasses
+
+    from tadlab.models.sptad import SPTADConfig
+    from tadlab.sptad_study import MODEL, VARIANTS
+
+    headline = find_result("sptad", "thumos")
+    for job, name in (("S=1", "05_stages.json"), ("pyramid_last", "05_variants.json")):
+        result = find_result("sptad", job)
+        assert result.name == name and result.meta["pairs_with"] == "05_headline.json"
+        assert set(result.seeds) <= set(headline.seeds) and len(result.seeds) >= 3
+    # each variant changes one thing: one keyword of the headline's model, or the number of epochs
+    defaults = {field.name: field.default for field in dataclasses.fields(SPTADConfig)}
+    for change in VARIANTS.values():
+        [(key, value)] = change.items()
+        assert value != 1 if key == "epoch_factor" else value != MODEL.get(key, defaults[key])
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    rows = sptad.run("one-to-many", 0, "smoke")
+    assert list(rows) == ["one-to-many", "one-to-many + Soft-NMS"]
+    assert rows["one-to-many + Soft-NMS"]["duplicates"] <= rows["one-to-many"]["duplicates"]
+    for metrics in rows.values():
+        assert 0 <= metrics["average_mAP"] <= 1 and metrics["epochs"] == 1 and sum(metrics["duration"]["count"]) > 0
+
+
+def test_ablation_rows_put_the_headline_at_s4_on_the_sweeps_seeds():
+    from tadlab.experiments import SeedRuns, paired_difference
+
+    headline = {name: SeedRuns(name, [0, 1, 2, 3, 4], [{"average_mAP": 0.1 * s} for s in range(5)])
+                for name in (sptad.ROW, sptad.SOFT_NMS_ROW)}
+    stages = {"S=1": SeedRuns("S=1", [0, 1, 2], [{"average_mAP": v} for v in (0.05, 0.0, 0.3)])}
+    variants = {"N=10": SeedRuns("N=10", [2, 1, 0], [{"average_mAP": v} for v in (0.1, 0.1, 0.1)])}
+    rows = sptad.ablation_rows(headline, stages, variants)
+    assert list(rows) == ["S=4", "S=4 + Soft-NMS", "S=1", "N=10"]
+    assert rows["S=4"].seeds == [0, 1, 2] and rows["S=4"].values().tolist() == pytest.approx([0.0, 0.1, 0.2])
+    assert paired_difference(rows["S=1"], rows["S=4"]).wins == 2
+    with pytest.raises(ValueError, match="other seeds"):
+        sptad.ablation_rows(headline, stages, {"N=60": SeedRuns("N=60", [0, 1], [{"average_mAP": 0.1}] * 2)})
+
+
+def test_ablation_rows_give_the_soft_nms_row_its_models_diagnosis():
+    from tadlab.experiments import SeedRuns
+
+    headline = {sptad.ROW: SeedRuns(sptad.ROW, [0], [{"average_mAP": 0.2, "localised": 0.5}]),
+                sptad.SOFT_NMS_ROW: SeedRuns(sptad.SOFT_NMS_ROW, [0], [{"average_mAP": 0.3}])}
+    stages = {"S=1": SeedRuns("S=1", [0], [{"average_mAP": 0.1, "localised": 0.2}])}
+    rows = sptad.ablation_rows(headline, stages, {})
+    assert rows["S=4 + Soft-NMS"].metrics == [{"localised": 0.5, "average_mAP": 0.3}]
+    assert headline[sptad.SOFT_NMS_ROW].metrics == [{"average_mAP": 0.3}]  # the loaded rows are not changed

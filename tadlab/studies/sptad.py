@@ -25,17 +25,20 @@ rows seed by seed (:func:`tadlab.experiments.paired_difference`).
   headline's model and schedule (:data:`~tadlab.sptad_study.LONG_EPOCHS`), rows "SP-TAD, lr X" with the training
   loss per epoch. :func:`chosen_whole_lr` applies the rule (the highest mean validation average mAP).
 
-The other stored rows of notebook 05 (``05_stages.json``, ``05_variants.json``: whole videos, one change each)
-come from ``scripts/sptad_experiments.py`` on the earlier worlds (80 testing videos, 3 seeds) and are not rebuilt
-here (each of their 33 trainings takes 5 to 10 minutes on one CPU thread at the current worlds' size).
+- ``05_stages.json`` and ``05_variants.json``: one change to the headline's whole-video model per job
+  (:data:`~tadlab.sptad_study.VARIANTS`, :func:`~tadlab.sptad_study.job_rows`), on the headline's worlds over
+  :data:`~tadlab.experiments.ABLATION_SEEDS`, so each row pairs with ``05_headline.json``'s "SP-TAD" row (S = 4)
+  seed by seed: the stage sweep (Table 6's shape: S = 1, 2, 6) and the matching (one-to-many, also with
+  Soft-NMS), N (10, 60), the pyramid (on the last layer, the last layer alone; Table 5's shape) and twice the
+  epochs.
 """
 from __future__ import annotations
 
 from tadlab.eval import THUMOS_TIOU
-from tadlab.experiments import HEADLINE_SEEDS, detection_metrics, standard_world
+from tadlab.experiments import ABLATION_SEEDS, HEADLINE_SEEDS, detection_metrics, on_seeds, standard_world
 from tadlab.pretrained import check_metrics
-from tadlab.sptad_study import (LONG_EPOCHS, MODEL, PAPER_RECIPE, RECIPE, RECIPE_LRS, TRAIN, duplicate_share,
-                                duration, measure, train_sptad)
+from tadlab.sptad_study import (LONG_EPOCHS, MODEL, PAPER_RECIPE, RECIPE, RECIPE_LRS, TRAIN, VARIANTS,
+                                duplicate_share, duration, job_rows, measure, train_sptad)
 from tadlab.studies import Result, export_model
 from tadlab.train import fit, predict
 from tadlab.utils import seed_everything
@@ -95,6 +98,13 @@ def window_recipe_row(lr: float) -> str:
     return f"{WINDOW_ROW}, lr {lr:g}"
 
 
+# One change to the headline model per job (job name: VARIANTS's row), paired with 05_headline.json's S = 4 rows
+STAGE_JOBS = {"S=1": "S=1", "S=2": "S=2", "S=6": "S=6"}
+VARIANT_JOBS = {"one-to-many": "one-to-many", "N=10": "N=10", "N=60": "N=60",
+                "pyramid_last": "pyramid on the last layer", "last_layer_only": "last layer only",
+                "twice_epochs": "twice the epochs"}
+assert set(STAGE_JOBS.values()) | set(VARIANT_JOBS.values()) <= set(VARIANTS)
+
 RESULTS = [
     Result("05_headline.json", jobs=(PRESET,), seeds=SEEDS,
            meta={"preset": PRESET, "tiou": [round(float(t), 2) for t in THUMOS_TIOU], "model": MODEL,
@@ -104,6 +114,11 @@ RESULTS = [
            meta={"preset": PRESET, "tiou": [round(float(t), 2) for t in THUMOS_TIOU], "model": WINDOW_MODEL,
                  "windows": WINDOWS, "train": WINDOW_TRAIN, "lr": WINDOW_LR["full"], "epochs": WINDOW_EPOCHS["full"],
                  "pairs_with": "01_baselines.json"}),
+    *(Result(name, jobs=tuple(jobs), seeds=ABLATION_SEEDS,
+             meta={"preset": PRESET, "tiou": [round(float(t), 2) for t in THUMOS_TIOU], "model": MODEL,
+                   "train": TRAIN, "lr": RECIPE["lr"], "epochs": LONG_EPOCHS["full"],
+                   "variants": {job: VARIANTS[row] for job, row in jobs.items()}, "pairs_with": "05_headline.json"})
+      for name, jobs in (("05_stages.json", STAGE_JOBS), ("05_variants.json", VARIANT_JOBS))),
     Result("05_recipe_validation.json", jobs=tuple(WHOLE_RECIPE_JOBS), seeds=WHOLE_RECIPE_SEEDS, subset="validation",
            meta={"preset": PRESET, "model": MODEL, "train": TRAIN, "epochs": LONG_EPOCHS["full"],
                  "rule": "the highest mean validation average mAP over the seeds"}),
@@ -207,9 +222,12 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
         return run_window_recipe(job, seed, profile, device)
     if job in WHOLE_RECIPE_JOBS:
         return run_whole_recipe(job, seed, profile, device)
+    variant = {**STAGE_JOBS, **VARIANT_JOBS}.get(job)
+    if variant is not None:
+        return job_rows(variant, seed, profile, device)
     if job != PRESET:
         raise ValueError(f"unknown job {job!r} of study 'sptad'; its jobs are "
-                         f"{[PRESET, WINDOWS_JOB, *WINDOW_RECIPE_JOBS, *WHOLE_RECIPE_JOBS]}")
+                         f"{[PRESET, WINDOWS_JOB, *WINDOW_RECIPE_JOBS, *WHOLE_RECIPE_JOBS, *STAGE_JOBS, *VARIANT_JOBS]}")
     world = standard_world(PRESET, profile, seed)
     epochs = LONG_EPOCHS[profile]
     model, history = train_sptad(world, seed, epochs, RECIPE["lr"], device)
@@ -266,12 +284,31 @@ def paired_rows(headline: dict, baselines: dict) -> dict:
     import dataclasses
 
     seeds = list(headline[ROW].seeds)
-    rows = {}
-    for name in BASELINES:
-        row = baselines[f"{PRESET}: {name}"]
-        missing = [s for s in seeds if s not in row.seeds]
-        if missing:
-            raise ValueError(f"notebook 01's row {row.name!r} lacks seeds {missing} of the headline")
-        rows[name] = dataclasses.replace(row, name=name, seeds=seeds,
-                                         metrics=[row.metrics[row.seeds.index(s)] for s in seeds])
+    rows = {name: dataclasses.replace(on_seeds(baselines[f"{PRESET}: {name}"], seeds), name=name)
+            for name in BASELINES}
     return {**rows, ROW: headline[ROW], SOFT_NMS_ROW: headline[SOFT_NMS_ROW]}
+
+
+HEADLINE_VARIANT_ROWS = {ROW: "S=4", SOFT_NMS_ROW: "S=4 + Soft-NMS"}  # the headline is the sweeps' S = 4 point
+DIAGNOSIS = ("localised", "best_class_right", "video_class_right")  # sptad_study.diagnose's keys
+
+
+def ablation_rows(headline: dict, stages: dict, variants: dict) -> dict:
+    """``{name: SeedRuns}``: the headline's two rows on the seeds of ``05_stages.json`` (``stages``) renamed "S=4"
+    and "S=4 + Soft-NMS" (:data:`HEADLINE_VARIANT_ROWS`), then the rows of ``stages`` and ``variants``
+    (``05_variants.json``), all as :func:`tadlab.experiments.load_runs` returns them: every row on the same seeds, so
+    any two pair. A ValueError names a row on other seeds."""
+    import dataclasses
+
+    seeds = list(next(iter(stages.values())).seeds)
+    rows = {new: dataclasses.replace(on_seeds(headline[old], seeds), name=new)
+            for old, new in HEADLINE_VARIANT_ROWS.items()}
+    # the proposals' diagnosis does not depend on the NMS: the Soft-NMS row takes its model's (stored once)
+    plain, soft = rows.values()
+    soft.metrics = [{**{key: p[key] for key in DIAGNOSIS if key in p}, **m}
+                    for p, m in zip(plain.metrics, soft.metrics)]
+    rows.update({**stages, **variants})
+    uneven = {name: row.seeds for name, row in rows.items() if sorted(row.seeds) != sorted(seeds)}
+    if uneven:
+        raise ValueError(f"rows on other seeds than {seeds}: {uneven}")
+    return rows
