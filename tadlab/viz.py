@@ -224,6 +224,24 @@ def plot_pyramid_read(levels, strides, segment, widened, chosen: int, points, va
     return fig
 
 
+def plot_snippet_graph(ax, neighbours, centres, node_labels, background: int, num_snippets: int) -> None:
+    """A snippet graph (SegTAD's PAG) as arcs over the time axis: ``neighbours (N, k)`` each node's neighbour
+    indices, ``centres (N,)`` the input snippet at each node's centre, ``node_labels (N,)`` each node's class
+    (``background`` for none). An arc is green when it joins two nodes of one label, grey otherwise; action nodes
+    are purple, background nodes dark grey."""
+    from matplotlib.patches import Arc
+
+    for i, row in enumerate(_numpy(neighbours).tolist()):
+        for j in row:
+            width = abs(centres[j] - centres[i])
+            ax.add_patch(Arc(((centres[i] + centres[j]) / 2, 0), width, width * 0.5, theta1=0 if j > i else 180,
+                             theta2=180 if j > i else 360, alpha=0.6, lw=1,
+                             color="tab:green" if node_labels[i] == node_labels[j] else "0.6"))
+    ax.scatter(centres, np.zeros(len(centres)), c=["tab:purple" if c != background else "0.3" for c in node_labels],
+               zorder=3)
+    ax.set(xlim=(0, num_snippets), ylim=(-num_snippets / 8, num_snippets / 8), yticks=[], xlabel="snippet")
+
+
 def save_figure(fig, name: str, enabled: bool, directory: Path | str = FIGURES) -> Path | None:
     """Write ``fig`` as ``directory/name`` (PNG) when ``enabled`` (a notebook's ``save_figures``); else do nothing."""
     if not enabled:

@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tadlab.viz import plot_proposal_stages, plot_pyramid_read  # noqa: E402
+from tadlab.viz import plot_proposal_stages, plot_pyramid_read, plot_snippet_graph  # noqa: E402
 
 
 def test_proposal_stages_draw_every_proposal_of_every_stage_and_colour_the_highlighted():
@@ -65,4 +65,20 @@ def test_positives_by_length_draws_one_line_per_scheme():
     lines = fig.axes[0].get_lines()
     assert [line.get_label() for line in lines] == ["a", "b"]
     assert len(lines[0].get_xdata()) == 4  # lengths 2, 4, 8 (thumos) and 40 fall in four bins
+    plt.close(fig)
+
+
+def test_snippet_graph_draws_one_arc_per_edge_green_within_a_label():
+    from matplotlib.colors import to_rgba
+
+    neighbours = torch.tensor([[1], [0], [1]])  # node 0 -> 1, 1 -> 0, 2 -> 1: three edges
+    centres, labels = np.array([4, 12, 20]), [0, 0, 5]  # node 2 is background (label 5)
+    fig, ax = plt.subplots()
+    plot_snippet_graph(ax, neighbours, centres, labels, background=5, num_snippets=24)
+    arcs = ax.patches
+    assert len(arcs) == 3
+    assert [a.get_edgecolor()[:3] for a in arcs] == [to_rgba("tab:green")[:3]] * 2 + [to_rgba("0.6")[:3]]
+    assert [a.center[0] for a in arcs] == [8.0, 8.0, 16.0] and ax.get_xlim() == (0, 24)
+    colours = ax.collections[0].get_facecolors()
+    assert [tuple(c[:3]) for c in colours] == [to_rgba("tab:purple")[:3]] * 2 + [to_rgba("0.3")[:3]]
     plt.close(fig)
