@@ -3,8 +3,6 @@
 Their outputs themselves are checked by `pytest --nbval notebooks` (strict), which `make test` runs after this.
 """
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat

@@ -53,8 +53,6 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from tadlab.bmn_measures import COVERAGE_EDGES, grid_ceiling_recall, measure_bmn
 from tadlab.diagnostics import DURATION_EDGES
 from tadlab.eval import ANET_TIOU

@@ -226,8 +226,8 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
     if variant is not None:
         return job_rows(variant, seed, profile, device)
     if job != PRESET:
-        raise ValueError(f"unknown job {job!r} of study 'sptad'; its jobs are "
-                         f"{[PRESET, WINDOWS_JOB, *WINDOW_RECIPE_JOBS, *WHOLE_RECIPE_JOBS, *STAGE_JOBS, *VARIANT_JOBS]}")
+        jobs = [PRESET, WINDOWS_JOB, *WINDOW_RECIPE_JOBS, *WHOLE_RECIPE_JOBS, *STAGE_JOBS, *VARIANT_JOBS]
+        raise ValueError(f"unknown job {job!r} of study 'sptad'; its jobs are {jobs}")
     world = standard_world(PRESET, profile, seed)
     epochs = LONG_EPOCHS[profile]
     model, history = train_sptad(world, seed, epochs, RECIPE["lr"], device)
@@ -301,13 +301,13 @@ def ablation_rows(headline: dict, stages: dict, variants: dict) -> dict:
     import dataclasses
 
     seeds = list(next(iter(stages.values())).seeds)
-    rows = {new: dataclasses.replace(on_seeds(headline[old], seeds), name=new)
-            for old, new in HEADLINE_VARIANT_ROWS.items()}
+    plain, soft = on_seeds(headline[ROW], seeds), on_seeds(headline[SOFT_NMS_ROW], seeds)
     # the proposals' diagnosis does not depend on the NMS: the Soft-NMS row takes its model's (stored once)
-    plain, soft = rows.values()
-    soft.metrics = [{**{key: p[key] for key in DIAGNOSIS if key in p}, **m}
-                    for p, m in zip(plain.metrics, soft.metrics)]
-    rows.update({**stages, **variants})
+    diagnosed = [{**{key: p[key] for key in DIAGNOSIS if key in p}, **m}
+                 for p, m in zip(plain.metrics, soft.metrics)]
+    s4, s4_soft = HEADLINE_VARIANT_ROWS[ROW], HEADLINE_VARIANT_ROWS[SOFT_NMS_ROW]
+    rows = {s4: dataclasses.replace(plain, name=s4),
+            s4_soft: dataclasses.replace(soft, name=s4_soft, metrics=diagnosed), **stages, **variants}
     uneven = {name: row.seeds for name, row in rows.items() if sorted(row.seeds) != sorted(seeds)}
     if uneven:
         raise ValueError(f"rows on other seeds than {seeds}: {uneven}")
