@@ -126,13 +126,15 @@ class SeedRuns:
                    dict(data.get("config", {})))
 
 
-def on_seeds(row: SeedRuns, seeds) -> SeedRuns:
+def on_seeds(row: SeedRuns, seeds, name: str | None = None) -> SeedRuns:
     """``row`` restricted to ``seeds``, in their order (to pair a 5-seed row with a 3-seed one: a seed draws the
-    world, so the same seeds are the same testing videos); a ValueError names the seeds the row lacks."""
+    world, so the same seeds are the same testing videos), renamed ``name`` if given; a ValueError names the seeds
+    the row lacks."""
     missing = sorted(set(seeds) - set(row.seeds))
     if missing:
         raise ValueError(f"row {row.name!r} has no seeds {missing}")
-    return SeedRuns(row.name, list(seeds), [row.metrics[row.seeds.index(s)] for s in seeds], row.subset, row.config)
+    return SeedRuns(row.name if name is None else name, list(seeds),
+                    [row.metrics[row.seeds.index(s)] for s in seeds], row.subset, row.config)
 
 
 def run_seeds(recipe: Callable[[int], Mapping], seeds: Iterable[int], *, subset: str = "testing",

@@ -52,6 +52,9 @@ def test_stored_rows_rename_each_familys_row_and_pair_over_shared_seeds(tmp_path
     rows = benchmark.stored_rows("anet", "smoke")
     assert list(rows) == ["naive", "SegTAD"] and rows["naive"].name == "naive"
     assert on_seeds(rows["naive"], rows["SegTAD"].seeds).values().tolist() == [0.1, 0.2]
+    renamed = on_seeds(rows["naive"], [2, 0], name="baseline")
+    assert renamed.name == "baseline" and renamed.seeds == [2, 0] and renamed.values().tolist() == [0.3, 0.1]
+    assert rows["naive"].name == "naive"  # the stored row is left as it is
     with pytest.raises(ValueError, match="has no seeds"):
         on_seeds(rows["SegTAD"], [2])
     with pytest.raises(ValueError, match="preset must be one of"):

@@ -109,6 +109,36 @@ def test_the_chosen_window_lr_is_the_best_mean_and_the_lower_rate_on_a_tie():
     assert sptad.chosen_window_lr(stored) == 1e-3
 
 
+def test_the_followup_extends_the_grid_and_splits_the_papers_training_stride_from_its_steps(tmp_path, monkeypatch):
+    from tadlab.experiments import SeedRuns
+
+    monkeypatch.setenv("TADLAB_OUT", str(tmp_path))
+    result = find_result("sptad", "windows_stride4")
+    assert result.name == "05_window_followup.json" and result.subset == "validation"
+    assert result.seeds == sptad.WINDOW_RECIPE_SEEDS
+    assert result.jobs == ("windows_lr0.01", "windows_stride4", "windows_stride4_half_epochs")
+    assert sptad.window_recipe("windows_lr0.01", "full")["lr"] == 1e-2
+    full, half = (sptad.window_recipe(job, "full") for job in sptad.STRIDE_JOBS)
+    assert (full["epochs"], half["epochs"]) == (20, 10) and full["lr"] == half["lr"] == sptad.WINDOW_LR["full"]
+    # the rule takes in the follow-up's rate when its rows are given, and needs the first grid's
+    means = {1e-4: 0.1, 3e-4: 0.2, 1e-3: 0.3, 3e-3: 0.4}
+    stored = {sptad.window_recipe_row(lr): SeedRuns("x", [0, 1], [{"average_mAP": m}] * 2) for lr, m in means.items()}
+    assert sptad.chosen_window_lr(stored) == 3e-3
+    stored[sptad.window_recipe_row(1e-2)] = SeedRuns("x", [0, 1], [{"average_mAP": 0.5}] * 2)
+    assert sptad.chosen_window_lr(stored) == 1e-2
+    del stored[sptad.window_recipe_row(1e-4)]
+    with pytest.raises(KeyError, match="0.0001"):
+        sptad.chosen_window_lr(stored)
+    # at smoke both stride rows train one epoch, on twice the windows of the headline's stride
+    part = json.loads(run_job("sptad", "windows_stride4", 0, "smoke").read_text())
+    (row, metrics), = part["rows"].items()
+    assert row == "SP-TAD (windows), training stride 4" and metrics["train_stride"] == 4
+    world = standard_world("thumos", "smoke", 0)
+    headline_windows = len(sptad.subset_windows(world, "training", sptad.WINDOWS["train_stride"]))
+    assert 1.8 * headline_windows <= metrics["training_windows"] <= 2.2 * headline_windows
+    assert metrics["steps"] == metrics["epochs"] * -(-metrics["training_windows"] // 8)
+
+
 def test_the_whole_video_recipe_is_chosen_on_validation_by_the_workflow(monkeypatch, tmp_path):
     from tadlab.experiments import SeedRuns
     from tadlab.studies import find_result

@@ -20,6 +20,12 @@ rows seed by seed (:func:`tadlab.experiments.paired_difference`).
   then 1e-5 after epoch 12, batch 16, no warm-up, no clipping), row :data:`AS_PRINTED_ROW`. Each row carries its
   training loss per epoch, so a collapse shows. :func:`chosen_window_lr` applies the rule fixed before looking.
 
+- ``05_window_followup.json``: the same grid one step further and the paper's training stride, validation, seeds
+  :data:`WINDOW_RECIPE_SEEDS`: job ``"windows_lr0.01"`` (lr 1e-2: the first sweep's best rate was its top), and
+  the headline's recipe with the windows cut every 4 snippets (the paper's 3 s) instead of 8, job
+  ``"windows_stride4"`` (twice the windows, so twice the steps per epoch) and job ``"windows_stride4_half_epochs"``
+  (half the epochs: the same number of steps as the headline), splitting denser windows from more steps.
+
 - ``05_recipe_validation.json``: the whole-video headline's learning rate on the validation videos, seeds
   :data:`WHOLE_RECIPE_SEEDS`: one job per rate of :data:`~tadlab.sptad_study.RECIPE_LRS`, each training the
   headline's model and schedule (:data:`~tadlab.sptad_study.LONG_EPOCHS`), rows "SP-TAD, lr X" with the training
@@ -79,6 +85,13 @@ def window_recipe_job(lr: float) -> str:
 
 
 WINDOW_RECIPE_JOBS = (*map(window_recipe_job, WINDOW_RECIPE_LRS), AS_PRINTED_JOB)
+# A second sweep (05_window_followup.json): one rate above the first grid's top, and the paper's training stride at
+# the headline's rate, with all its epochs and with half of them (the headline's number of optimiser steps)
+FOLLOWUP_LRS = (1e-2,)
+PAPER_TRAIN_STRIDE = 4
+STRIDE_JOBS = {"windows_stride4": ("SP-TAD (windows), training stride 4", 1.0),  # job: (row, share of the epochs)
+               "windows_stride4_half_epochs": ("SP-TAD (windows), training stride 4, half the epochs", 0.5)}
+FOLLOWUP_JOBS = (*map(window_recipe_job, FOLLOWUP_LRS), *STRIDE_JOBS)
 # The whole-video headline's learning rate (RECIPE), chosen on validation at the headline's own epochs
 WHOLE_RECIPE_SEEDS = (0, 1)
 WHOLE_RECIPE_JOBS = {f"whole_lr{lr:g}": lr for lr in RECIPE_LRS}  # job: learning rate
@@ -127,6 +140,10 @@ RESULTS = [
            meta={"preset": PRESET, "model": WINDOW_MODEL, "windows": WINDOWS, "train": WINDOW_TRAIN,
                  "epochs": WINDOW_EPOCHS["full"], "as_printed": PAPER_RECIPE,
                  "rule": "the highest mean validation average mAP over the seeds"}),
+    Result("05_window_followup.json", seeds=WINDOW_RECIPE_SEEDS, subset="validation", jobs=FOLLOWUP_JOBS,
+           meta={"preset": PRESET, "model": WINDOW_MODEL, "windows": WINDOWS, "train": WINDOW_TRAIN,
+                 "epochs": WINDOW_EPOCHS["full"], "lr": WINDOW_LR["full"], "paper_train_stride": PAPER_TRAIN_STRIDE,
+                 "pairs_with": "05_window_recipe.json"}),
 ]
 
 
@@ -139,16 +156,18 @@ def subset_windows(world, subset: str = "testing", stride: int = WINDOWS["test_s
     return crop_windows(world.dataset(subset), WINDOWS["length"], stride, WINDOWS["min_ioa"], center_features=True)
 
 
-def train_windows(world, seed: int, profile: str, device="cpu", recipe: dict | None = None, **overrides):
+def train_windows(world, seed: int, profile: str, device="cpu", recipe: dict | None = None,
+                  train_stride: int = WINDOWS["train_stride"], **overrides):
     """SP-TAD of :data:`WINDOW_MODEL` (with ``overrides``) trained on the :data:`WINDOWS` of ``world``'s training
-    videos for :data:`WINDOW_EPOCHS` of ``profile`` at its :data:`WINDOW_LR` with :data:`WINDOW_TRAIN` (``recipe``:
-    :func:`tadlab.train.fit`'s options in their place, ``epochs`` and ``lr`` included); returns
+    videos (cut every ``train_stride`` snippets) for :data:`WINDOW_EPOCHS` of ``profile`` at its :data:`WINDOW_LR`
+    with :data:`WINDOW_TRAIN` (``recipe``: :func:`tadlab.train.fit`'s options in their place, ``epochs`` and ``lr``
+    included); returns
     ``(detector, history)``, the detector a :class:`~tadlab.windows.SlidingWindowDetector` that runs it on whole
     videos."""
     from tadlab.models.sptad import SPTAD
     from tadlab.windows import SlidingWindowDetector
 
-    windows = subset_windows(world, "training", WINDOWS["train_stride"])
+    windows = subset_windows(world, "training", train_stride)
     seed_everything(seed)
     model = SPTAD(world.feature_dim, world.num_classes, **{**WINDOW_MODEL, **overrides})
     recipe = {"epochs": WINDOW_EPOCHS[profile], "lr": WINDOW_LR[profile], **WINDOW_TRAIN} if recipe is None else recipe
@@ -157,33 +176,48 @@ def train_windows(world, seed: int, profile: str, device="cpu", recipe: dict | N
 
 
 def window_recipe(job: str, profile: str) -> dict:
-    """:func:`tadlab.train.fit`'s options of a ``05_window_recipe.json`` job at ``profile``."""
+    """:func:`tadlab.train.fit`'s options of a ``05_window_recipe.json`` or ``05_window_followup.json`` job at
+    ``profile``."""
     if job == AS_PRINTED_JOB:
         epochs = AS_PRINTED_EPOCHS[profile]
         return {**PAPER_RECIPE, "epochs": epochs, "step_epoch": epochs * 3 // 4}
-    for lr in WINDOW_RECIPE_LRS:
+    if job in STRIDE_JOBS:
+        epochs = max(1, round(WINDOW_EPOCHS[profile] * STRIDE_JOBS[job][1]))
+        return {"epochs": epochs, "lr": WINDOW_LR[profile], **WINDOW_TRAIN}
+    for lr in (*WINDOW_RECIPE_LRS, *FOLLOWUP_LRS):
         if job == window_recipe_job(lr):
             return {"epochs": WINDOW_EPOCHS[profile], "lr": lr, **WINDOW_TRAIN}
-    raise ValueError(f"{job!r} is not a job of 05_window_recipe.json")
+    raise ValueError(f"{job!r} is not a job of 05_window_recipe.json or 05_window_followup.json")
 
 
 def run_window_recipe(job: str, seed: int, profile: str, device="cpu") -> dict:
-    """One recipe of ``05_window_recipe.json``: the windowed SP-TAD trained with it, on the validation videos, with
-    its training loss per epoch (a collapse shows as a loss that stops falling)."""
+    """One recipe of ``05_window_recipe.json`` or ``05_window_followup.json``: the windowed SP-TAD trained with it,
+    on the validation videos, with its training loss per epoch (a collapse shows as a loss that stops falling) and
+    its number of optimiser steps."""
     recipe = window_recipe(job, profile)
+    stride = PAPER_TRAIN_STRIDE if job in STRIDE_JOBS else WINDOWS["train_stride"]
     world = standard_world(PRESET, profile, seed)
-    detector, history = train_windows(world, seed, profile, device, recipe=recipe)
-    row = AS_PRINTED_ROW if job == AS_PRINTED_JOB else window_recipe_row(recipe["lr"])
+    detector, history = train_windows(world, seed, profile, device, recipe=recipe, train_stride=stride)
+    row = (AS_PRINTED_ROW if job == AS_PRINTED_JOB else STRIDE_JOBS[job][0] if job in STRIDE_JOBS
+           else window_recipe_row(recipe["lr"]))
     metrics = detection_metrics(detector, world, THUMOS_TIOU, "validation", device)
     losses = [float(loss) for loss in history.train["total"]]
-    return {row: {**metrics, "final_loss": losses[-1], "loss_per_epoch": losses, "epochs": recipe["epochs"]},
-            "meta": {"recipe": recipe}}
+    windows = len(subset_windows(world, "training", stride))
+    steps = recipe["epochs"] * -(-windows // recipe["batch_size"])
+    return {row: {**metrics, "final_loss": losses[-1], "loss_per_epoch": losses, "epochs": recipe["epochs"],
+                  "train_stride": stride, "training_windows": windows, "steps": steps},
+            "meta": {"recipe": recipe, "train_stride": stride}}
 
 
 def chosen_window_lr(stored: dict) -> float:
-    """The learning rate of :data:`WINDOW_RECIPE_LRS` whose row has the highest mean average mAP in ``stored``
-    (``05_window_recipe.json`` as :func:`tadlab.experiments.load_runs` returns it; ties: the lower rate)."""
-    return max(WINDOW_RECIPE_LRS, key=lambda lr: (stored[window_recipe_row(lr)].mean(), -lr))
+    """The learning rate whose row has the highest mean average mAP in ``stored`` (``05_window_recipe.json`` as
+    :func:`tadlab.experiments.load_runs` returns it, or its rows and ``05_window_followup.json``'s together: then
+    :data:`FOLLOWUP_LRS` too; ties: the lower rate)."""
+    rates = [lr for lr in (*WINDOW_RECIPE_LRS, *FOLLOWUP_LRS) if window_recipe_row(lr) in stored]
+    missing = [lr for lr in WINDOW_RECIPE_LRS if lr not in rates]
+    if missing:
+        raise KeyError(f"the recipe rows of rates {missing} are missing (05_window_recipe.json's rows)")
+    return max(rates, key=lambda lr: (stored[window_recipe_row(lr)].mean(), -lr))
 
 
 def window_measure(detector, world, subset: str = "testing", device="cpu", **detect_kwargs) -> dict:
@@ -218,7 +252,7 @@ def run_windows(seed: int, profile: str, device="cpu") -> dict:
 def run(job: str, seed: int, profile: str, device="cpu") -> dict:
     if job == WINDOWS_JOB:
         return run_windows(seed, profile, device)
-    if job in WINDOW_RECIPE_JOBS:
+    if job in WINDOW_RECIPE_JOBS or job in FOLLOWUP_JOBS:
         return run_window_recipe(job, seed, profile, device)
     if job in WHOLE_RECIPE_JOBS:
         return run_whole_recipe(job, seed, profile, device)
@@ -226,7 +260,8 @@ def run(job: str, seed: int, profile: str, device="cpu") -> dict:
     if variant is not None:
         return job_rows(variant, seed, profile, device)
     if job != PRESET:
-        jobs = [PRESET, WINDOWS_JOB, *WINDOW_RECIPE_JOBS, *WHOLE_RECIPE_JOBS, *STAGE_JOBS, *VARIANT_JOBS]
+        jobs = [PRESET, WINDOWS_JOB, *WINDOW_RECIPE_JOBS, *FOLLOWUP_JOBS, *WHOLE_RECIPE_JOBS, *STAGE_JOBS,
+                *VARIANT_JOBS]
         raise ValueError(f"unknown job {job!r} of study 'sptad'; its jobs are {jobs}")
     world = standard_world(PRESET, profile, seed)
     epochs = LONG_EPOCHS[profile]
@@ -281,11 +316,8 @@ def paired_rows(headline: dict, baselines: dict) -> dict:
     """``{name: SeedRuns}``: notebook 01's "thumos: ..." rows (named without the prefix), restricted to the seeds
     of ``headline``'s rows (the same worlds: a seed draws the world), then ``headline``'s two rows; both as
     :func:`tadlab.experiments.load_runs` returns them. Every row has the same seeds, so any two pair."""
-    import dataclasses
-
     seeds = list(headline[ROW].seeds)
-    rows = {name: dataclasses.replace(on_seeds(baselines[f"{PRESET}: {name}"], seeds), name=name)
-            for name in BASELINES}
+    rows = {name: on_seeds(baselines[f"{PRESET}: {name}"], seeds, name=name) for name in BASELINES}
     return {**rows, ROW: headline[ROW], SOFT_NMS_ROW: headline[SOFT_NMS_ROW]}
 
 
@@ -301,13 +333,12 @@ def ablation_rows(headline: dict, stages: dict, variants: dict) -> dict:
     import dataclasses
 
     seeds = list(next(iter(stages.values())).seeds)
-    plain, soft = on_seeds(headline[ROW], seeds), on_seeds(headline[SOFT_NMS_ROW], seeds)
+    s4, s4_soft = HEADLINE_VARIANT_ROWS[ROW], HEADLINE_VARIANT_ROWS[SOFT_NMS_ROW]
+    plain, soft = on_seeds(headline[ROW], seeds, name=s4), on_seeds(headline[SOFT_NMS_ROW], seeds, name=s4_soft)
     # the proposals' diagnosis does not depend on the NMS: the Soft-NMS row takes its model's (stored once)
     diagnosed = [{**{key: p[key] for key in DIAGNOSIS if key in p}, **m}
                  for p, m in zip(plain.metrics, soft.metrics)]
-    s4, s4_soft = HEADLINE_VARIANT_ROWS[ROW], HEADLINE_VARIANT_ROWS[SOFT_NMS_ROW]
-    rows = {s4: dataclasses.replace(plain, name=s4),
-            s4_soft: dataclasses.replace(soft, name=s4_soft, metrics=diagnosed), **stages, **variants}
+    rows = {s4: plain, s4_soft: dataclasses.replace(soft, metrics=diagnosed), **stages, **variants}
     uneven = {name: row.seeds for name, row in rows.items() if sorted(row.seeds) != sorted(seeds)}
     if uneven:
         raise ValueError(f"rows on other seeds than {seeds}: {uneven}")
