@@ -91,6 +91,30 @@ def test_a_job_writes_its_part_and_merge_gathers_rows_over_seeds(fake_study, tmp
     assert rows.meta["jobs"]["double"]["2"]["seen"] == 2 and rows.meta["subset"] == "testing"
 
 
+def test_list_seconds_adds_up_the_stored_jobs_times(fake_study, tmp_path, capsys, monkeypatch):
+    from tadlab.studies.__main__ import main
+
+    monkeypatch.setattr(studies, "RESULTS_DIR", tmp_path / "results")  # never the checkout's results/
+    for job in ("double", "half"):
+        for seed in (0, 1, 2):
+            run_job("fake", job, seed, "full")
+    parts = [json.loads(part_path("full", "fake", job, seed).read_text())["seconds"]
+             for job in ("double", "half") for seed in (0, 1, 2)]
+    merged = merge("fake", "99_fake.json", "full", output=tmp_path / "merged.json")
+    assert studies.stored_seconds(merged) == pytest.approx(parts)  # one time per job and seed, as measured
+    external = tmp_path / "external.json"
+    external.write_text(json.dumps({"runs": []}))
+    assert studies.stored_seconds(external) == []
+    assert results_dir("full") == tmp_path / "results"
+    results_dir("full").mkdir()
+    shutil.copy(merged, results_dir("full") / "99_fake.json")
+    assert main(["list", "--seconds"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "99_fake.json" in lines[0] and f"stored: 6 jobs, {sum(parts) / 3600:.2f} h" in lines[0]
+    assert "99_choice.json" in lines[1] and lines[1].endswith("; stored: none")
+    assert lines[2].startswith("in all: 6 stored jobs")
+
+
 def test_merge_names_a_missing_part_and_run_refuses_unknown_jobs_and_seeds(fake_study, tmp_path):
     run_job("fake", "double", 0, "full")
     with pytest.raises(FileNotFoundError, match="job 'double', seed 1 is missing"):

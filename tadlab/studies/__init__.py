@@ -150,6 +150,16 @@ def plan(profile: str) -> list[tuple[str, Result]]:
     return entries
 
 
+def stored_seconds(path) -> list[float]:
+    """The seconds each job of a merged results file took (its ``"jobs"`` record, one value per job and seed): what
+    rebuilding that file from scratch costs, in one core's time, on the machine that made it. Empty for a file with
+    no such record (the external ones)."""
+    jobs = json.loads(Path(path).read_text()).get("jobs")
+    if not isinstance(jobs, dict):
+        return []
+    return [float(seed["seconds"]) for per_seed in jobs.values() for seed in per_seed.values()]
+
+
 def find_result(study_name: str, job: str) -> Result:
     """The one results file of ``study_name`` that ``job`` belongs to."""
     owners = [r for r in study(study_name).RESULTS if job in r.jobs]

@@ -1,6 +1,7 @@
 """The studies from a shell (the results workflow calls this; so can you, for one job):
 
-    python -m tadlab.studies list [--profile full]                        every results file, its jobs and seeds
+    python -m tadlab.studies list [--profile full] [--seconds]            every results file, its jobs and seeds
+                                                                          (--seconds: what its stored jobs took)
     python -m tadlab.studies run STUDY JOB --seed K [--profile full]      one job, one seed -> its part file
     python -m tadlab.studies merge STUDY NAME.json [--profile full]       the parts -> results/NAME.json
     python -m tadlab.studies ship [--profile full]                        the exported models -> tadlab/pretrained/
@@ -12,13 +13,15 @@ import sys
 from pathlib import Path
 
 from tadlab.experiments import PROFILES
-from tadlab.studies import exported_models, merge, plan, results_dir, run_job, shipped_dir
+from tadlab.studies import exported_models, merge, plan, results_dir, run_job, shipped_dir, stored_seconds
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tadlab.studies", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="every results file with its jobs and seeds")
+    listing.add_argument("--seconds", action="store_true",
+                         help="add the time the stored file's jobs took (one core each) and the sum over all files")
     one = commands.add_parser("run", help="run one job for one seed")
     one.add_argument("study"), one.add_argument("job")
     one.add_argument("--seed", type=int, required=True)
@@ -34,10 +37,20 @@ def main(argv=None) -> int:
         command.add_argument("--profile", default="full", choices=PROFILES)
     args = parser.parse_args(argv)
     if args.command == "list":
+        total = []
         for name, result in plan(args.profile):
-            print(f"{results_dir(args.profile) / result.name}  ({name}, {result.subset}): jobs {list(result.jobs)}, "
-                  f"seeds {list(result.seeds_at(args.profile))}" + (f", needs {list(result.needs)}" if result.needs
-                                                                     else ""))
+            path = results_dir(args.profile) / result.name
+            line = (f"{path}  ({name}, {result.subset}): jobs {list(result.jobs)}, seeds "
+                    f"{list(result.seeds_at(args.profile))}" + (f", needs {list(result.needs)}" if result.needs else ""))
+            if args.seconds:
+                seconds = stored_seconds(path) if path.is_file() else []
+                total += seconds
+                line += (f"; stored: {len(seconds)} jobs, {sum(seconds) / 3600:.2f} h, longest "
+                         f"{max(seconds) / 60:.1f} min" if seconds else "; stored: none")
+            print(line)
+        if args.seconds:
+            print(f"in all: {len(total)} stored jobs, {sum(total) / 3600:.1f} h of one core (the jobs' own times, "
+                  f"on the machine that made them)")
         return 0
     if args.command == "ship":
         from tadlab.pretrained import ship
