@@ -116,10 +116,11 @@ def test_the_followup_extends_the_grid_and_splits_the_papers_training_stride_fro
     result = find_result("sptad", "windows_stride4")
     assert result.name == "05_window_followup.json" and result.subset == "validation"
     assert result.seeds == sptad.WINDOW_RECIPE_SEEDS
-    assert result.jobs == ("windows_lr0.01", "windows_stride4", "windows_stride4_half_epochs")
+    assert result.jobs == ("windows_lr0.01", "windows_stride4", "windows_stride4_half_epochs", "windows_twice_epochs")
     assert sptad.window_recipe("windows_lr0.01", "full")["lr"] == 1e-2
-    full, half = (sptad.window_recipe(job, "full") for job in sptad.STRIDE_JOBS)
-    assert (full["epochs"], half["epochs"]) == (20, 10) and full["lr"] == half["lr"] == sptad.WINDOW_LR["full"]
+    full, half, twice = (sptad.window_recipe(job, "full") for job in sptad.STRIDE_JOBS)
+    assert (full["epochs"], half["epochs"], twice["epochs"]) == (20, 10, 40)
+    assert full["lr"] == half["lr"] == twice["lr"] == sptad.WINDOW_LR["full"]
     # the rule takes in the follow-up's rate when its rows are given, and needs the first grid's
     means = {1e-4: 0.1, 3e-4: 0.2, 1e-3: 0.3, 3e-3: 0.4}
     stored = {sptad.window_recipe_row(lr): SeedRuns("x", [0, 1], [{"average_mAP": m}] * 2) for lr, m in means.items()}

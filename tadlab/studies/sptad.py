@@ -23,8 +23,9 @@ rows seed by seed (:func:`tadlab.experiments.paired_difference`).
 - ``05_window_followup.json``: the same grid one step further and the paper's training stride, validation, seeds
   :data:`WINDOW_RECIPE_SEEDS`: job ``"windows_lr0.01"`` (lr 1e-2: the first sweep's best rate was its top), and
   the headline's recipe with the windows cut every 4 snippets (the paper's 3 s) instead of 8, job
-  ``"windows_stride4"`` (twice the windows, so twice the steps per epoch) and job ``"windows_stride4_half_epochs"``
-  (half the epochs: the same number of steps as the headline), splitting denser windows from more steps.
+  ``"windows_stride4"`` (twice the windows, so twice the steps per epoch), job ``"windows_stride4_half_epochs"``
+  (half the epochs: the same number of steps as the headline) and job ``"windows_twice_epochs"`` (the headline's
+  windows for twice the epochs: twice the steps), splitting denser windows from more steps.
 
 - ``05_recipe_validation.json``: the whole-video headline's learning rate on the validation videos, seeds
   :data:`WHOLE_RECIPE_SEEDS`: one job per rate of :data:`~tadlab.sptad_study.RECIPE_LRS`, each training the
@@ -86,11 +87,14 @@ def window_recipe_job(lr: float) -> str:
 
 WINDOW_RECIPE_JOBS = (*map(window_recipe_job, WINDOW_RECIPE_LRS), AS_PRINTED_JOB)
 # A second sweep (05_window_followup.json): one rate above the first grid's top, and the paper's training stride at
-# the headline's rate, with all its epochs and with half of them (the headline's number of optimiser steps)
+# the headline's rate, with all its epochs and with half of them (the headline's number of optimiser steps), and the
+# headline's stride for twice the epochs (the stride-4 row's number of steps): the 2 x 2 of clips and steps
 FOLLOWUP_LRS = (1e-2,)
 PAPER_TRAIN_STRIDE = 4
-STRIDE_JOBS = {"windows_stride4": ("SP-TAD (windows), training stride 4", 1.0),  # job: (row, share of the epochs)
-               "windows_stride4_half_epochs": ("SP-TAD (windows), training stride 4, half the epochs", 0.5)}
+STRIDE_JOBS = {  # job: (row, training stride, share of the headline's epochs)
+    "windows_stride4": ("SP-TAD (windows), training stride 4", PAPER_TRAIN_STRIDE, 1.0),
+    "windows_stride4_half_epochs": ("SP-TAD (windows), training stride 4, half the epochs", PAPER_TRAIN_STRIDE, 0.5),
+    "windows_twice_epochs": ("SP-TAD (windows), twice the epochs", WINDOWS["train_stride"], 2.0)}
 FOLLOWUP_JOBS = (*map(window_recipe_job, FOLLOWUP_LRS), *STRIDE_JOBS)
 # The whole-video headline's learning rate (RECIPE), chosen on validation at the headline's own epochs
 WHOLE_RECIPE_SEEDS = (0, 1)
@@ -182,7 +186,7 @@ def window_recipe(job: str, profile: str) -> dict:
         epochs = AS_PRINTED_EPOCHS[profile]
         return {**PAPER_RECIPE, "epochs": epochs, "step_epoch": epochs * 3 // 4}
     if job in STRIDE_JOBS:
-        epochs = max(1, round(WINDOW_EPOCHS[profile] * STRIDE_JOBS[job][1]))
+        epochs = max(1, round(WINDOW_EPOCHS[profile] * STRIDE_JOBS[job][2]))
         return {"epochs": epochs, "lr": WINDOW_LR[profile], **WINDOW_TRAIN}
     for lr in (*WINDOW_RECIPE_LRS, *FOLLOWUP_LRS):
         if job == window_recipe_job(lr):
@@ -195,7 +199,7 @@ def run_window_recipe(job: str, seed: int, profile: str, device="cpu") -> dict:
     on the validation videos, with its training loss per epoch (a collapse shows as a loss that stops falling) and
     its number of optimiser steps."""
     recipe = window_recipe(job, profile)
-    stride = PAPER_TRAIN_STRIDE if job in STRIDE_JOBS else WINDOWS["train_stride"]
+    stride = STRIDE_JOBS[job][1] if job in STRIDE_JOBS else WINDOWS["train_stride"]
     world = standard_world(PRESET, profile, seed)
     detector, history = train_windows(world, seed, profile, device, recipe=recipe, train_stride=stride)
     row = (AS_PRINTED_ROW if job == AS_PRINTED_JOB else STRIDE_JOBS[job][0] if job in STRIDE_JOBS
