@@ -61,8 +61,9 @@ WINDOWS_JOB = "thumos_windows"
 WINDOW_ROW, WINDOW_NO_ACTION_ROW = "SP-TAD (windows)", "SP-TAD (windows), no action scores"
 # The paper's THUMOS14 clips are 256 frames at 10 fps (25.6 s), cut every 30 frames for training and every 128 for
 # inference. The thumos world's snippets last 0.8 s at its median duration (205 s over 256 snippets), so a clip is
-# 32 snippets; training stride 8 (6.4 s, the paper's 3 s would be 4: half the windows, a CPU choice), inference
-# stride 16 (half a window, as 128 of 256). Features are centred per video before cutting (a window alone cannot
+# 32 snippets; training stride 8 (6.4 s, the paper's 3 s would be 4: half the windows, a CPU choice that
+# 05_window_followup.json measures: 4 pays only with the twice as many steps it brings, by less than two seeds tell),
+# inference stride 16 (half a window, as 128 of 256). Features are centred per video before cutting (a window alone cannot
 # tell the per-video offset from an action that fills it). Epochs and warm-up: chosen on validation at "ci" (seed
 # 17, S = 2: lr 1e-3, 20 epochs; validation average mAP 0.068 against 0.001 for whole videos). The learning rate per
 # profile: at "ci" (and "smoke") that choice; at "full" the choice of 05_window_recipe.json on the full worlds'
@@ -165,9 +166,8 @@ def train_windows(world, seed: int, profile: str, device="cpu", recipe: dict | N
     """SP-TAD of :data:`WINDOW_MODEL` (with ``overrides``) trained on the :data:`WINDOWS` of ``world``'s training
     videos (cut every ``train_stride`` snippets) for :data:`WINDOW_EPOCHS` of ``profile`` at its :data:`WINDOW_LR`
     with :data:`WINDOW_TRAIN` (``recipe``: :func:`tadlab.train.fit`'s options in their place, ``epochs`` and ``lr``
-    included); returns
-    ``(detector, history)``, the detector a :class:`~tadlab.windows.SlidingWindowDetector` that runs it on whole
-    videos."""
+    included); returns ``(detector, history)``, the detector a :class:`~tadlab.windows.SlidingWindowDetector` that
+    runs it on whole videos."""
     from tadlab.models.sptad import SPTAD
     from tadlab.windows import SlidingWindowDetector
 
