@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from tadlab.experiments import PROFILES
-from tadlab.studies import exported_models, merge, plan, results_dir, run_job, shipped_dir, stored_seconds
+from tadlab.studies import (exported_models, merge, plan, results_dir, run_job, shipped_dir,
+                            stored_seconds)
 
 
 def main(argv=None) -> int:
@@ -40,8 +41,9 @@ def main(argv=None) -> int:
         total = []
         for name, result in plan(args.profile):
             path = results_dir(args.profile) / result.name
+            needs = f", needs {list(result.needs)}" if result.needs else ""
             line = (f"{path}  ({name}, {result.subset}): jobs {list(result.jobs)}, seeds "
-                    f"{list(result.seeds_at(args.profile))}" + (f", needs {list(result.needs)}" if result.needs else ""))
+                    f"{list(result.seeds_at(args.profile))}{needs}")
             if args.seconds:
                 seconds = stored_seconds(path) if path.is_file() else []
                 total += seconds

@@ -41,6 +41,8 @@ rows seed by seed (:func:`tadlab.experiments.paired_difference`).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from tadlab.eval import THUMOS_TIOU
 from tadlab.experiments import ABLATION_SEEDS, HEADLINE_SEEDS, detection_metrics, on_seeds, standard_world
 from tadlab.pretrained import check_metrics
@@ -60,11 +62,11 @@ FACTORY = "tadlab.models.sptad:SPTAD"
 WINDOWS_JOB = "thumos_windows"
 WINDOW_ROW, WINDOW_NO_ACTION_ROW = "SP-TAD (windows)", "SP-TAD (windows), no action scores"
 # The paper's THUMOS14 clips are 256 frames at 10 fps (25.6 s), cut every 30 frames for training and every 128 for
-# inference. The thumos world's snippets last 0.8 s at its median duration (205 s over 256 snippets), so a clip is
-# 32 snippets; training stride 8 (6.4 s, the paper's 3 s would be 4: half the windows, a CPU choice that
+# inference. The thumos world's snippets last 0.8 s at its median duration (205 s over 256 snippets), so a clip is 32
+# snippets; training stride 8 (6.4 s, the paper's 3 s would be 4: half the windows, a CPU choice that
 # 05_window_followup.json measures: 4 pays only with the twice as many steps it brings, by less than two seeds tell),
-# inference stride 16 (half a window, as 128 of 256). Features are centred per video before cutting (a window alone cannot
-# tell the per-video offset from an action that fills it). Epochs and warm-up: chosen on validation at "ci" (seed
+# inference stride 16 (half a window, as 128 of 256). Features are centred per video before cutting (a window alone
+# cannot tell the per-video offset from an action that fills it). Epochs and warm-up: chosen on validation at "ci" (seed
 # 17, S = 2: lr 1e-3, 20 epochs; validation average mAP 0.068 against 0.001 for whole videos). The learning rate per
 # profile: at "ci" (and "smoke") that choice; at "full" the choice of 05_window_recipe.json on the full worlds'
 # validation videos (seeds 0 and 1, chosen_window_lr).
@@ -92,10 +94,19 @@ WINDOW_RECIPE_JOBS = (*map(window_recipe_job, WINDOW_RECIPE_LRS), AS_PRINTED_JOB
 # headline's stride for twice the epochs (the stride-4 row's number of steps): the 2 x 2 of clips and steps
 FOLLOWUP_LRS = (1e-2,)
 PAPER_TRAIN_STRIDE = 4
-STRIDE_JOBS = {  # job: (row, training stride, share of the headline's epochs)
-    "windows_stride4": ("SP-TAD (windows), training stride 4", PAPER_TRAIN_STRIDE, 1.0),
-    "windows_stride4_half_epochs": ("SP-TAD (windows), training stride 4, half the epochs", PAPER_TRAIN_STRIDE, 0.5),
-    "windows_twice_epochs": ("SP-TAD (windows), twice the epochs", WINDOWS["train_stride"], 2.0)}
+
+
+class ClipJob(NamedTuple):
+    row: str
+    train_stride: int  # snippets between training clips
+    epoch_share: float  # of the headline's epochs
+
+
+STRIDE_JOBS = {
+    "windows_stride4": ClipJob("SP-TAD (windows), training stride 4", PAPER_TRAIN_STRIDE, 1.0),
+    "windows_stride4_half_epochs": ClipJob("SP-TAD (windows), training stride 4, half the epochs",
+                                           PAPER_TRAIN_STRIDE, 0.5),
+    "windows_twice_epochs": ClipJob("SP-TAD (windows), twice the epochs", WINDOWS["train_stride"], 2.0)}
 FOLLOWUP_JOBS = (*map(window_recipe_job, FOLLOWUP_LRS), *STRIDE_JOBS)
 # The whole-video headline's learning rate (RECIPE), chosen on validation at the headline's own epochs
 WHOLE_RECIPE_SEEDS = (0, 1)
@@ -162,16 +173,17 @@ def subset_windows(world, subset: str = "testing", stride: int = WINDOWS["test_s
 
 
 def train_windows(world, seed: int, profile: str, device="cpu", recipe: dict | None = None,
-                  train_stride: int = WINDOWS["train_stride"], **overrides):
+                  clips: list | None = None, **overrides):
     """SP-TAD of :data:`WINDOW_MODEL` (with ``overrides``) trained on the :data:`WINDOWS` of ``world``'s training
-    videos (cut every ``train_stride`` snippets) for :data:`WINDOW_EPOCHS` of ``profile`` at its :data:`WINDOW_LR`
-    with :data:`WINDOW_TRAIN` (``recipe``: :func:`tadlab.train.fit`'s options in their place, ``epochs`` and ``lr``
+    videos (``clips``: the caller's, e.g. cut at another stride; by default cut here, every
+    ``WINDOWS["train_stride"]`` snippets) for :data:`WINDOW_EPOCHS` of ``profile`` at its :data:`WINDOW_LR` with
+    :data:`WINDOW_TRAIN` (``recipe``: :func:`tadlab.train.fit`'s options in their place, ``epochs`` and ``lr``
     included); returns ``(detector, history)``, the detector a :class:`~tadlab.windows.SlidingWindowDetector` that
     runs it on whole videos."""
     from tadlab.models.sptad import SPTAD
     from tadlab.windows import SlidingWindowDetector
 
-    windows = subset_windows(world, "training", train_stride)
+    windows = subset_windows(world, "training", WINDOWS["train_stride"]) if clips is None else clips
     seed_everything(seed)
     model = SPTAD(world.feature_dim, world.num_classes, **{**WINDOW_MODEL, **overrides})
     recipe = {"epochs": WINDOW_EPOCHS[profile], "lr": WINDOW_LR[profile], **WINDOW_TRAIN} if recipe is None else recipe
@@ -186,7 +198,7 @@ def window_recipe(job: str, profile: str) -> dict:
         epochs = AS_PRINTED_EPOCHS[profile]
         return {**PAPER_RECIPE, "epochs": epochs, "step_epoch": epochs * 3 // 4}
     if job in STRIDE_JOBS:
-        epochs = max(1, round(WINDOW_EPOCHS[profile] * STRIDE_JOBS[job][2]))
+        epochs = max(1, round(WINDOW_EPOCHS[profile] * STRIDE_JOBS[job].epoch_share))
         return {"epochs": epochs, "lr": WINDOW_LR[profile], **WINDOW_TRAIN}
     for lr in (*WINDOW_RECIPE_LRS, *FOLLOWUP_LRS):
         if job == window_recipe_job(lr):
@@ -199,17 +211,17 @@ def run_window_recipe(job: str, seed: int, profile: str, device="cpu") -> dict:
     on the validation videos, with its training loss per epoch (a collapse shows as a loss that stops falling) and
     its number of optimiser steps."""
     recipe = window_recipe(job, profile)
-    stride = STRIDE_JOBS[job][1] if job in STRIDE_JOBS else WINDOWS["train_stride"]
+    stride = STRIDE_JOBS[job].train_stride if job in STRIDE_JOBS else WINDOWS["train_stride"]
     world = standard_world(PRESET, profile, seed)
-    detector, history = train_windows(world, seed, profile, device, recipe=recipe, train_stride=stride)
-    row = (AS_PRINTED_ROW if job == AS_PRINTED_JOB else STRIDE_JOBS[job][0] if job in STRIDE_JOBS
+    clips = subset_windows(world, "training", stride)
+    detector, history = train_windows(world, seed, profile, device, recipe=recipe, clips=clips)
+    row = (AS_PRINTED_ROW if job == AS_PRINTED_JOB else STRIDE_JOBS[job].row if job in STRIDE_JOBS
            else window_recipe_row(recipe["lr"]))
     metrics = detection_metrics(detector, world, THUMOS_TIOU, "validation", device)
     losses = [float(loss) for loss in history.train["total"]]
-    windows = len(subset_windows(world, "training", stride))
-    steps = recipe["epochs"] * -(-windows // recipe["batch_size"])
+    steps = recipe["epochs"] * -(-len(clips) // recipe["batch_size"])
     return {row: {**metrics, "final_loss": losses[-1], "loss_per_epoch": losses, "epochs": recipe["epochs"],
-                  "train_stride": stride, "training_windows": windows, "steps": steps},
+                  "train_stride": stride, "training_windows": len(clips), "steps": steps},
             "meta": {"recipe": recipe, "train_stride": stride}}
 
 
